@@ -1,0 +1,195 @@
+"""The ``caloforge`` command: thin subcommands that parse, load and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from caloforge import __version__
+from caloforge.errors import CaloforgeError
+
+log = logging.getLogger("caloforge")
+
+
+def _detector_with_properties(name: str):  # type: ignore[no-untyped-def]
+    from caloforge.geometry.detectors import load_detector
+    from caloforge.simulate.materials import detector_properties
+
+    spec = load_detector(name)
+    return spec, detector_properties(spec)
+
+
+def _reference_properties():  # type: ignore[no-untyped-def]
+    from caloforge.geometry.mesh import REFERENCE_DETECTOR
+
+    return _detector_with_properties(REFERENCE_DETECTOR)[1]
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from caloforge.geometry.detectors import builtin_detector_names
+    from caloforge.geometry.mesh import MeshSpec
+
+    if args.yaml:
+        spec, _ = _detector_with_properties(args.yaml)
+        print(spec.to_yaml(), end="")
+        return 0
+    names = args.detector or builtin_detector_names()
+    ref = _reference_properties()
+    header = f"{'name':<13} {'layers':<44} {'depth':>8} {'X0':>7} {'R_M':>7} {'X0s':>6} {'samp.frac.':>16} {'mesh dz x dr':>14}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        spec, p = _detector_with_properties(name)
+        slices = " + ".join(f"{s.thickness_mm:g} mm {s.material}{'*' if s.active else ''}" for s in spec.slices)  # fmt: skip
+        layers = f"{spec.n_layers} x ({slices})"
+        sf = spec.sampling_fraction
+        sf_text = f"{sf.value:.5f}±{sf.error:.5f}" if sf else "not measured"
+        mesh = MeshSpec.scaled(p.x0_mm, p.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm)
+        print(
+            f"{spec.name:<13} {layers:<44} {spec.depth_mm:>6.1f}mm {p.x0_mm:>5.2f}mm "
+            f"{p.moliere_radius_mm:>5.2f}mm {spec.depth_mm / p.x0_mm:>6.1f} {sf_text:>16} "
+            f"{mesh.dz_mm:>5.2f}x{mesh.dr_mm:.2f}mm"
+        )
+    print("\n* active slice; X0 and R_M computed from Geant4 NIST materials (PDG mixture rules);")
+    print("  sampling fraction = active/(active+passive), measured with `caloforge calibrate`.")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from caloforge.simulate.calibrate import combine, measure_sampling_fraction
+
+    spec, _ = _detector_with_properties(args.detector)
+    energies = tuple(float(e) for e in args.energies.split(","))
+    measurements = measure_sampling_fraction(spec, energies, args.n, args.seed, args.cut)
+    print(f"{'E [GeV]':>8} {'n':>5} {'sampling fraction':>20} {'E_active/E_inc':>15}")
+    for m in measurements:
+        print(f"{m.energy_gev:>8g} {m.n:>5} {m.value:>12.5f} ± {m.error:.5f} {m.active_over_incident:>15.5f}")  # fmt: skip
+    value, error = combine(measurements)
+    command = f"caloforge calibrate --detector {args.detector} -n {args.n} --energies {args.energies} --seed {args.seed}"  # fmt: skip
+    print("\n# for the detector's YAML:")
+    print(f"sampling_fraction: {{value: {value:.5f}, error: {error:.5f}, measured_with: '{command}'}}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from caloforge.geometry.detectors import SamplingFraction
+    from caloforge.geometry.mesh import MeshSpec, parse_cells
+    from caloforge.simulate.calibrate import combine, measure_sampling_fraction
+    from caloforge.simulate.primaries import PrimarySpec, parse_particle, parse_spec
+    from caloforge.simulate.runner import RunRequest, check_output, run
+
+    out = Path(args.out)
+    primary = PrimarySpec(
+        parse_particle(args.particle),
+        parse_spec(args.energy, "energy"),
+        parse_spec(args.theta, "theta"),
+        parse_spec(args.phi, "phi"),
+    )
+    primary.check_ranges(allow_out_of_range=args.allow_out_of_range)
+    cells = parse_cells(args.cells)
+    check_output(out, overwrite=args.overwrite)
+    spec, props = _detector_with_properties(args.detector)
+    ref = _reference_properties()
+    mesh = MeshSpec.scaled(props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, cells)  # fmt: skip
+    if spec.sampling_fraction is None:
+        log.info("%s has no measured sampling fraction: measuring it first", spec.name)
+        value, error = combine(measure_sampling_fraction(spec, (10.0,), 20, 1, args.cut))
+        spec = replace(spec, sampling_fraction=SamplingFraction(value, error, "measured at run start: 20 photons of 10 GeV"))  # fmt: skip
+    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
+    run(
+        request, out, x0_mm=props.x0_mm, moliere_radius_mm=props.moliere_radius_mm,
+        workers=args.workers, overwrite=args.overwrite, show_progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"wrote {args.n} showers to {out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from caloforge.data.inspect import format_report, inspect_file
+
+    report = inspect_file(args.file, dataset=args.calochallenge, binning_xml=args.binning)
+    print(format_report(report))
+    return 0 if report.valid else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from caloforge.data.export import export_calochallenge
+
+    out = Path(args.out)
+    n = export_calochallenge(args.input, out, threshold_mev=args.threshold_kev / 1000.0, overwrite=args.overwrite)  # fmt: skip
+    print(f"wrote {n} calibrated showers to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caloforge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("detectors", help="list the built-in detectors and their properties")
+    p.add_argument("--detector", action="append", help="only this detector (name or YAML file)")
+    p.add_argument("--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)")
+    p.set_defaults(func=cmd_detectors)
+
+    p = sub.add_parser("calibrate", help="measure a detector's sampling fraction with Geant4")
+    p.add_argument("--detector", required=True, help="built-in name or YAML file")
+    p.add_argument("-n", type=int, default=20, help="photons per energy (default 20)")
+    p.add_argument("--energies", default="1,10,100", help="photon energies in GeV (default 1,10,100)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("simulate", help="simulate Geant4 showers into an HDF5 file")
+    p.add_argument("--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file")  # fmt: skip
+    p.add_argument("--particle", default="gamma", help="gamma, e- or e+ (default gamma)")
+    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
+    p.add_argument("--theta", default="1.5708", help="rad: fixed, A:B or log:A:B (default pi/2)")
+    p.add_argument("--phi", default="0", help="rad, taken modulo 2 pi: fixed or A:B (default 0)")
+    p.add_argument("-n", type=int, required=True, help="number of showers")
+    p.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="parallel Geant4 processes (default 1)")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
+    p.add_argument("--cells", default="45x16x9", help="mesh cells z x phi x r (default 45x16x9)")
+    p.add_argument("--chunk-size", type=int, default=50, help="showers per resumable chunk (default 50)")  # fmt: skip
+    p.add_argument("--allow-out-of-range", action="store_true", help="allow energies outside [1 GeV, 1 TeV] and theta outside [0.87, 2.27]")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("inspect", help="summarise and validate a shower file")
+    p.add_argument("file")
+    p.add_argument("--calochallenge", choices=["1-photons", "1-pions", "2", "3"], help="read as a CaloChallenge dataset (default: detect)")  # fmt: skip
+    p.add_argument("--binning", help="CaloChallenge binning XML to read the file with")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("export", help="write a calibrated copy for the CaloChallenge evaluation")
+    p.add_argument("--calochallenge", dest="input", required=True, metavar="IN", help="caloforge shower file")  # fmt: skip
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold-kev", type=float, default=15.15, help="voxel threshold after calibration, keV (default 15.15 as datasets 2/3)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (1 for any user error, with one clear message)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except CaloforgeError as exc:
+        print(f"caloforge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("caloforge: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

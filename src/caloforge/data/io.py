@@ -1,0 +1,179 @@
+"""HDF5 shower files in the CaloChallenge layout, with caloforge metadata.
+
+Layout: ``incident_energies`` (N, 1) and ``showers`` (N, V) in MeV, plus ``incident_theta`` and
+``incident_phi`` (N, 1) in rad; gzip-compressed and chunked by showers. File attributes hold
+the metadata (detector, mesh, particle, physics, versions, seed, sampling fraction,
+calibration); nested values are stored as JSON strings. Readers stream in chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from caloforge.errors import DataError, OutputError
+
+FORMAT_NAME = "caloforge-showers"
+FORMAT_VERSION = 1
+ROWS_PER_CHUNK = 100  # HDF5 chunk height (showers)
+KEYS = ("incident_energies", "showers", "incident_theta", "incident_phi")
+
+
+def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes as HDF5 can store them: dicts and lists become JSON strings."""
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, dict | list | tuple):
+            out[key] = json.dumps(value, sort_keys=True)
+        elif value is None:
+            out[key] = "null"
+        else:
+            out[key] = value
+    return out
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_attrs` (JSON strings that hold objects are parsed)."""
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+class ShowerWriter:
+    """Write a shower file of known size chunk by chunk; the file appears only when complete.
+
+    Data go to ``<path>.tmp`` and are renamed to ``path`` by :meth:`close` once every row
+    was written, so an interrupted writer never leaves a half-written output.
+    """
+
+    def __init__(self, path: str | Path, n: int, n_voxels: int, attrs: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.n = n
+        self.written = 0
+        try:
+            self.file = h5py.File(self.tmp, "w")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+        rows = max(1, min(ROWS_PER_CHUNK, n))
+        kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        self.file.create_dataset("incident_energies", (n, 1), "f8", chunks=(rows, 1), **kw)
+        self.file.create_dataset("showers", (n, n_voxels), "f4", chunks=(rows, n_voxels), **kw)
+        self.file.create_dataset("incident_theta", (n, 1), "f8", chunks=(rows, 1), **kw)
+        self.file.create_dataset("incident_phi", (n, 1), "f8", chunks=(rows, 1), **kw)
+        self.file.attrs.update(encode_attrs({"format": FORMAT_NAME, "format_version": FORMAT_VERSION}))
+        self.file.attrs.update(encode_attrs(attrs))
+
+    def write(
+        self, energies: np.ndarray, showers: np.ndarray, theta: np.ndarray, phi: np.ndarray
+    ) -> None:
+        """Append rows: energies, theta, phi of shape (k,), showers (k, V)."""
+        k = len(energies)
+        sl = slice(self.written, self.written + k)
+        self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
+        self.file["showers"][sl] = showers
+        self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
+        self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
+        self.written += k
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        self.file.close()
+        if self.written != self.n:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"{self.path}: {self.written} of {self.n} showers written")
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ShowerWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@contextmanager
+def open_h5(path: str | Path) -> Iterator[h5py.File]:
+    """Open an HDF5 file for reading, turning every failure into a :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise DataError(f"{path}: not a readable HDF5 file (corrupt or another format)") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def check_layout(f: h5py.File, path: str | Path, *, require_angles: bool = False) -> int:
+    """Check keys and shapes of an opened shower file; return the number of showers N.
+
+    Raises:
+        DataError: naming the first missing key or wrong shape.
+    """
+    keys = ("incident_energies", "showers") + (("incident_theta", "incident_phi") if require_angles else ())  # fmt: skip
+    for key in keys:
+        if key not in f or not isinstance(f[key], h5py.Dataset):
+            found = ", ".join(sorted(f.keys())) or "nothing"
+            raise DataError(f"{path}: no dataset {key!r} (found: {found}); not a shower file")
+    n = f["incident_energies"].shape[0] if f["incident_energies"].ndim else -1
+    if f["incident_energies"].ndim not in (1, 2) or (f["incident_energies"].ndim == 2 and f["incident_energies"].shape[1] != 1):  # fmt: skip
+        raise DataError(f"{path}: incident_energies has shape {f['incident_energies'].shape}, expected (N, 1)")  # fmt: skip
+    if f["showers"].ndim != 2 or f["showers"].shape[0] != n:
+        raise DataError(f"{path}: showers has shape {f['showers'].shape}, expected ({n}, V)")
+    for key in ("incident_theta", "incident_phi"):
+        if key in f and f[key].shape[0] != n:
+            raise DataError(f"{path}: {key} has shape {f[key].shape}, expected ({n}, 1)")
+    return int(n)
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The decoded file attributes."""
+    with open_h5(path) as f:
+        return decode_attrs(f.attrs)
+
+
+def iter_chunks(
+    path: str | Path, chunk_size: int = 1000
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Stream (energies (k,), showers (k, V), theta (k,) or None, phi (k,) or None)."""
+    with open_h5(path) as f:
+        n = check_layout(f, path)
+        for start in range(0, n, chunk_size):
+            sl = slice(start, min(n, start + chunk_size))
+            energies = np.asarray(f["incident_energies"][sl], dtype=np.float64).reshape(-1)
+            showers = np.asarray(f["showers"][sl])
+            theta = np.asarray(f["incident_theta"][sl]).reshape(-1) if "incident_theta" in f else None
+            phi = np.asarray(f["incident_phi"][sl]).reshape(-1) if "incident_phi" in f else None
+            yield energies, showers, theta, phi

@@ -1,0 +1,109 @@
+"""Sampling fraction of a detector, measured with Geant4.
+
+The sampling fraction is active / (active + passive) deposited energy, every step counted,
+for photons at normal incidence (theta = pi/2). It is a property of the detector, kept in the
+catalog and copied into every file; files are never calibrated by their own energy sums.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import queue
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from caloforge.errors import CaloforgeError
+from caloforge.geometry.detectors import DetectorSpec
+from caloforge.geometry.mesh import MeshSpec
+from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
+
+
+@dataclass(frozen=True)
+class SamplingMeasurement:
+    """Sampling fraction at one energy: mean and standard error over showers."""
+
+    energy_gev: float
+    n: int
+    value: float
+    error: float
+    active_over_incident: float  # E_active / E_inc (includes leakage)
+
+
+def _measure(
+    detector: DetectorSpec, energies_gev: tuple[float, ...], n: int, seed: int, cut_mm: float
+) -> list[SamplingMeasurement]:
+    from caloforge.simulate.application import ShowerSimulator
+
+    sim = ShowerSimulator(detector, MeshSpec(), "gamma", cut_mm, score_passive=True)
+    out = []
+    for i, energy in enumerate(energies_gev):
+        spec = PrimarySpec(
+            "gamma", ValueSpec("fixed", energy, energy), ValueSpec("fixed", math.pi / 2, math.pi / 2),
+            ValueSpec("fixed", 0.0, 0.0),
+        )  # fmt: skip
+        results = sim.simulate(draw_conditions(spec, seed + i, range(n)))
+        active = np.array([r.active_mev for r in results])
+        passive = np.array([0.0 if math.isnan(r.passive_mev) else r.passive_mev for r in results])
+        ratio = active / (active + passive)
+        out.append(
+            SamplingMeasurement(
+                energy, n, float(ratio.mean()), float(ratio.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+                float(active.mean() / (energy * 1000.0)),
+            )  # fmt: skip
+        )
+    return out
+
+
+def _child(fn: Any, args: tuple[Any, ...], results: Any) -> None:
+    from caloforge.simulate.application import hard_exit
+
+    try:
+        results.put(("ok", fn(*args)))
+    except BaseException as exc:
+        results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
+        hard_exit(1)
+    hard_exit(0)
+
+
+def run_in_geant4_process(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` in a spawned process (Geant4 cannot be torn down cleanly in-process)."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(fn, args, results), daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                kind, value = results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not proc.is_alive() and results.empty():
+                    raise CaloforgeError(f"Geant4 process died (exit code {proc.exitcode})") from None
+    finally:
+        proc.join(timeout=10)
+    if kind != "ok":
+        raise CaloforgeError(f"Geant4 process failed: {value.splitlines()[0]}")
+    return value
+
+
+def measure_sampling_fraction(
+    detector: DetectorSpec,
+    energies_gev: tuple[float, ...] = (1.0, 10.0, 100.0),
+    n: int = 20,
+    seed: int = 1,
+    cut_mm: float = 0.7,
+) -> list[SamplingMeasurement]:
+    """Measure the sampling fraction of ``detector`` with photons of the given energies."""
+    return run_in_geant4_process(_measure, detector, tuple(energies_gev), n, seed, cut_mm)  # type: ignore[no-any-return]
+
+
+def combine(measurements: list[SamplingMeasurement]) -> tuple[float, float]:
+    """Inverse-variance weighted mean and error over energies."""
+    values = np.array([m.value for m in measurements])
+    errors = np.array([max(m.error, 1e-12) for m in measurements])
+    w = 1.0 / errors**2
+    return float((w * values).sum() / w.sum()), float(1.0 / math.sqrt(w.sum()))

@@ -1,0 +1,83 @@
+"""Radiation length, Moliere radius and critical energy of detectors, from Geant4's NIST materials.
+
+Per material (PDG Review, "Passage of particles through matter"):
+
+* X0 is Geant4's ``G4Material::GetRadlen`` (Tsai's formula, per element ``fRadTsai``).
+* The critical energy of element i is Rossi's definition fitted by the PDG,
+  E_c = 610 MeV / (Z + 1.24) for solids and liquids, 710 MeV / (Z + 0.92) for gases.
+* The Moliere radius follows 1/R_M = (1/E_s) sum_i E_c,i / X0,i over the elements, where
+  1/X0,i = n_i fRadTsai_i is element i's share of 1/X0 and E_s = 21.2052 MeV.
+
+A layered detector is a mixture by volume of its slices: 1/X0 = sum_k f_k / X0,k and
+1/R_M = sum_k f_k / R_M,k with f_k the thickness fraction of slice k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from caloforge.errors import DetectorError
+from caloforge.geometry.detectors import DetectorSpec
+from caloforge.simulate.g4 import geant4
+
+E_S_MEV = 21.2052  # scale energy m_e c^2 sqrt(4 pi / alpha), PDG
+
+
+@dataclass(frozen=True)
+class MaterialProperties:
+    """Electromagnetic properties of one material or of a whole detector (lengths in mm)."""
+
+    x0_mm: float  # radiation length
+    moliere_radius_mm: float
+    density_g_cm3: float
+
+    @property
+    def critical_energy_mev(self) -> float:
+        return E_S_MEV * self.x0_mm / self.moliere_radius_mm
+
+
+def find_material(name: str) -> Any:
+    """Return the Geant4 NIST material called ``name``.
+
+    Raises:
+        DetectorError: if Geant4 does not know the material.
+    """
+    g4 = geant4()
+    material = g4.G4NistManager.Instance().FindOrBuildMaterial(name, False)
+    if material is None:
+        raise DetectorError(
+            f"unknown material {name!r}: use a Geant4 NIST material name such as G4_W or G4_PbWO4"
+        )
+    return material
+
+
+def material_properties(name: str) -> MaterialProperties:
+    """X0, Moliere radius and density of a Geant4 NIST material."""
+    g4 = geant4()
+    material = find_material(name)
+    gas = material.GetState() == g4.G4State.kStateGas
+    inverse_rm = 0.0
+    atoms_per_volume = material.GetVecNbOfAtomsPerVolume()
+    for i, element in enumerate(material.GetElementVector()):
+        z = element.GetZ()
+        critical = 710.0 / (z + 0.92) if gas else 610.0 / (z + 1.24)  # MeV, PDG fits
+        inverse_rm += critical * atoms_per_volume[i] * element.GetfRadTsai() / E_S_MEV
+    return MaterialProperties(
+        x0_mm=material.GetRadlen() / g4.mm,
+        moliere_radius_mm=(1.0 / inverse_rm) / g4.mm,
+        density_g_cm3=material.GetDensity() / (g4.g / g4.cm3),
+    )
+
+
+def detector_properties(spec: DetectorSpec) -> MaterialProperties:
+    """Effective X0, Moliere radius and mean density of a detector's layer structure."""
+    total = spec.layer_thickness_mm
+    inv_x0 = inv_rm = density = 0.0
+    for s in spec.slices:
+        props = material_properties(s.material)
+        fraction = s.thickness_mm / total
+        inv_x0 += fraction / props.x0_mm
+        inv_rm += fraction / props.moliere_radius_mm
+        density += fraction * props.density_g_cm3
+    return MaterialProperties(x0_mm=1.0 / inv_x0, moliere_radius_mm=1.0 / inv_rm, density_g_cm3=density)

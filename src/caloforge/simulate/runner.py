@@ -1,0 +1,300 @@
+"""Sharded, resumable simulation runs.
+
+A run of N showers is cut into chunks of ``chunk_size`` showers. Worker processes (``spawn``,
+one single-threaded Geant4 each) take chunk indices from a queue, simulate them and write each
+finished chunk atomically to ``<out>.partial/chunk-XXXXXX.npz``. The resolved request is kept
+beside the chunks in ``request.json``; run again with the same arguments after a kill, only
+missing chunks are simulated. When every chunk exists they are merged in order into the
+output file, which appears atomically; the partial directory is then removed. Shower i always
+gets the conditions and Geant4 seed of stream (seed, i), so the result does not depend on the
+number of workers or on interruptions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloforge import __version__
+from caloforge.errors import CaloforgeError, OutputError, SpecError
+from caloforge.geometry.detectors import DetectorSpec
+from caloforge.geometry.mesh import MeshSpec
+from caloforge.simulate.primaries import PrimarySpec, draw_conditions
+
+log = logging.getLogger(__name__)
+REQUEST_FILE = "request.json"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything that determines the showers of a run."""
+
+    detector: DetectorSpec
+    mesh: MeshSpec
+    primary: PrimarySpec
+    n: int
+    seed: int
+    cut_mm: float = 0.7
+    chunk_size: int = 50
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise SpecError(f"-n must be at least 1, got {self.n}")
+        if self.chunk_size < 1:
+            raise SpecError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+        if not self.cut_mm > 0:
+            raise SpecError(f"--cut must be positive, got {self.cut_mm}")
+        if not 0 <= self.seed < 2**63:
+            raise SpecError(f"--seed must be a non-negative integer, got {self.seed}")
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n // self.chunk_size)
+
+    def chunk_range(self, k: int) -> range:
+        return range(k * self.chunk_size, min(self.n, (k + 1) * self.chunk_size))
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able description compared on resume (a different request cannot resume)."""
+        d = asdict(self)
+        d["caloforge_version"] = __version__
+        return json.loads(json.dumps(d))
+
+
+def _chunk_path(partial: Path, k: int) -> Path:
+    return partial / f"chunk-{k:06d}.npz"
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side (runs in a spawned process that owns one Geant4 instance)
+
+
+def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any) -> None:
+    from caloforge.simulate.application import ShowerSimulator, hard_exit
+
+    try:
+        sim = ShowerSimulator(request.detector, request.mesh, request.primary.particle, request.cut_mm)
+        sim.on_shower = lambda: results.put(("tick", 1))
+        while (k := tasks.get()) is not None:
+            conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
+            out = sim.simulate(conditions)
+            path = _chunk_path(partial, k)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(
+                tmp,
+                index=np.array([r.index for r in out]),
+                energy=np.array([c.energy_mev for c in conditions]),
+                theta=np.array([c.theta for c in conditions]),
+                phi=np.array([c.phi for c in conditions]),
+                showers=np.stack([r.voxels for r in out]),
+                active=np.array([r.active_mev for r in out]),
+            )
+            os.replace(tmp, path)
+            results.put(("done", k))
+    except BaseException as exc:  # report everything, the parent decides
+        results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
+        hard_exit(1)
+    hard_exit(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Parent side
+
+
+def _prepare_partial(request: RunRequest, out: Path) -> Path:
+    partial = out.with_name(out.name + ".partial")
+    identity = request.identity()
+    request_file = partial / REQUEST_FILE
+    if request_file.exists():
+        try:
+            previous = json.loads(request_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != identity:
+            raise SpecError(
+                f"{partial} holds an interrupted run with other arguments; run again with the "
+                "same arguments to resume it, or delete that directory to start afresh"
+            )
+        return partial
+    try:
+        partial.mkdir(exist_ok=True)
+        tmp = request_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
+        os.replace(tmp, request_file)
+    except OSError as exc:
+        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from exc
+    return partial
+
+
+def check_output(out: Path, *, overwrite: bool = False) -> None:
+    """Fail early if ``out`` cannot be written.
+
+    Raises:
+        OutputError: if the directory is missing or read-only, or ``out`` exists.
+    """
+    parent = out.parent if str(out.parent) else Path()
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {out}: directory {parent} is not writable")
+    if out.is_dir():
+        raise OutputError(f"cannot write {out}: it is a directory")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} already exists (use --overwrite to replace it)")
+
+
+def simulate_to_chunks(
+    request: RunRequest,
+    out: Path,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Simulate every missing chunk of ``request``; return the partial directory.
+
+    Args:
+        request: the run.
+        out: the final output path (chunks live in ``<out>.partial``).
+        workers: number of Geant4 processes.
+        progress: called as ``progress(done_showers, total)`` after every shower.
+
+    Raises:
+        CaloforgeError: if a worker fails.
+    """
+    partial = _prepare_partial(request, out)
+    todo = [k for k in range(request.n_chunks) if not _chunk_path(partial, k).exists()]
+    done = request.n - sum(len(request.chunk_range(k)) for k in todo)
+    if progress:
+        progress(done, request.n)
+    if not todo:
+        return partial
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    n_workers = max(1, min(workers, len(todo)))
+    for k in todo:
+        tasks.put(k)
+    for _ in range(n_workers):
+        tasks.put(None)
+    procs = [
+        ctx.Process(target=_worker_main, args=(request, partial, tasks, results), daemon=True)
+        for _ in range(n_workers)
+    ]
+    for p in procs:
+        p.start()
+    remaining = set(todo)
+    try:
+        while remaining:
+            try:
+                kind, value = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    codes = [p.exitcode for p in procs]
+                    raise CaloforgeError(f"Geant4 workers stopped unexpectedly (exit codes {codes})")
+                continue
+            if kind == "tick":
+                done += value
+                if progress:
+                    progress(done, request.n)
+            elif kind == "done":
+                remaining.discard(value)
+            else:
+                log.debug("worker failure: %s", value)
+                raise CaloforgeError(f"a Geant4 worker failed: {value.splitlines()[0]}")
+    finally:
+        for p in procs:
+            if remaining:
+                p.terminate()
+            p.join(timeout=10)
+    return partial
+
+
+def merge_chunks(request: RunRequest, partial: Path, out: Path, attrs: dict[str, Any]) -> None:
+    """Write the chunks, in order, into ``out`` (atomically) and remove ``partial``."""
+    from caloforge.data.io import ShowerWriter
+
+    with ShowerWriter(out, request.n, request.mesh.n_voxels, attrs) as writer:
+        for k in range(request.n_chunks):
+            with np.load(_chunk_path(partial, k)) as chunk:
+                if not np.array_equal(chunk["index"], np.asarray(request.chunk_range(k))):
+                    raise OutputError(f"{partial}: chunk {k} is inconsistent; delete it and rerun")
+                writer.write(chunk["energy"], chunk["showers"], chunk["theta"], chunk["phi"])
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+class Progress:
+    """A tqdm bar fed by :func:`simulate_to_chunks` (showers/s and ETA)."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="shower", disable=not enabled, smoothing=0.05)
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def file_attributes(request: RunRequest, x0_mm: float, moliere_radius_mm: float) -> dict[str, Any]:
+    """The metadata every simulated file carries."""
+    from caloforge.simulate.application import PHYSICS_LIST
+    from caloforge.simulate.g4 import geant4_version
+
+    sf = request.detector.sampling_fraction
+    return {
+        "detector_name": request.detector.name,
+        "detector": request.detector.to_dict(),
+        "detector_x0_mm": x0_mm,
+        "detector_moliere_radius_mm": moliere_radius_mm,
+        "sampling_fraction": sf.value if sf else float("nan"),
+        "sampling_fraction_error": sf.error if sf else float("nan"),
+        "sampling_fraction_source": sf.measured_with if sf else "unknown",
+        "mesh": request.mesh.to_dict(),
+        "particle": request.primary.particle,
+        "energy_spec_gev": str(request.primary.energy),
+        "theta_spec_rad": str(request.primary.theta),
+        "phi_spec_rad": str(request.primary.phi),
+        "physics_list": PHYSICS_LIST,
+        "production_cut_mm": request.cut_mm,
+        "geant4_version": geant4_version(),
+        "caloforge_version": __version__,
+        "seed": request.seed,
+        "n_showers": request.n,
+        "energy_unit": "MeV",
+        "angle_unit": "rad",
+        "calibrated": False,
+        "content": "energy deposited in the active material, as scored by Geant4 (raw)",
+    }
+
+
+def run(
+    request: RunRequest,
+    out: Path,
+    *,
+    x0_mm: float,
+    moliere_radius_mm: float,
+    workers: int = 1,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> None:
+    """Simulate ``request`` into ``out``, resuming an interrupted run with the same request."""
+    check_output(out, overwrite=overwrite)
+    bar = Progress(request.n, enabled=show_progress)
+    try:
+        partial = simulate_to_chunks(request, out, workers, bar)
+    finally:
+        bar.close()
+    merge_chunks(request, partial, out, file_attributes(request, x0_mm, moliere_radius_mm))
