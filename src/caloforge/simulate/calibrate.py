@@ -34,13 +34,13 @@ class SamplingMeasurement:
 
 
 def _measure(
-    detector: DetectorSpec, energies_gev: tuple[float, ...], n: int, seed: int, cut_mm: float
+    detector: DetectorSpec, energies_gev: tuple[float, ...], ns: tuple[int, ...], seed: int, cut_mm: float
 ) -> list[SamplingMeasurement]:
     from caloforge.simulate.application import ShowerSimulator
 
     sim = ShowerSimulator(detector, MeshSpec(), "gamma", cut_mm, score_passive=True)
     out = []
-    for i, energy in enumerate(energies_gev):
+    for i, (energy, n) in enumerate(zip(energies_gev, ns, strict=True)):
         spec = PrimarySpec(
             "gamma", ValueSpec("fixed", energy, energy), ValueSpec("fixed", math.pi / 2, math.pi / 2),
             ValueSpec("fixed", 0.0, 0.0),
@@ -59,14 +59,15 @@ def _measure(
 
 
 def _child(fn: Any, args: tuple[Any, ...], results: Any) -> None:
-    from caloforge.simulate.application import hard_exit
+    from caloforge.simulate.application import hard_exit, silence_output
 
+    silence_output()
     try:
         results.put(("ok", fn(*args)))
     except BaseException as exc:
         results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
-        hard_exit(1)
-    hard_exit(0)
+        hard_exit(1, results)
+    hard_exit(0, results)
 
 
 def run_in_geant4_process(fn: Any, *args: Any) -> Any:
@@ -93,12 +94,44 @@ def run_in_geant4_process(fn: Any, *args: Any) -> Any:
 def measure_sampling_fraction(
     detector: DetectorSpec,
     energies_gev: tuple[float, ...] = (1.0, 10.0, 100.0),
-    n: int = 20,
+    n: int | tuple[int, ...] = 20,
     seed: int = 1,
     cut_mm: float = 0.7,
 ) -> list[SamplingMeasurement]:
-    """Measure the sampling fraction of ``detector`` with photons of the given energies."""
-    return run_in_geant4_process(_measure, detector, tuple(energies_gev), n, seed, cut_mm)  # type: ignore[no-any-return]
+    """Measure the sampling fraction of ``detector`` with photons of the given energies.
+
+    Args:
+        detector: the calorimeter.
+        energies_gev: photon energies.
+        n: showers per energy, one number for all or one per energy.
+        seed: run seed (energy i uses seed + i).
+        cut_mm: production cut.
+    """
+    ns = (n,) * len(energies_gev) if isinstance(n, int) else tuple(n)
+    return run_in_geant4_process(_measure, detector, tuple(energies_gev), ns, seed, cut_mm)  # type: ignore[no-any-return]
+
+
+def _simulate(
+    detector: DetectorSpec, mesh: MeshSpec, particle: str, conditions: list[Any], cut_mm: float,
+    score_passive: bool,
+) -> list[Any]:  # fmt: skip
+    from caloforge.simulate.application import ShowerSimulator
+
+    sim = ShowerSimulator(detector, mesh, particle, cut_mm, score_passive=score_passive)
+    return sim.simulate(conditions)
+
+
+def simulate_showers(
+    detector: DetectorSpec,
+    mesh: MeshSpec,
+    particle: str,
+    conditions: list[Any],
+    cut_mm: float = 0.7,
+    *,
+    score_passive: bool = False,
+) -> list[Any]:
+    """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult."""
+    return run_in_geant4_process(_simulate, detector, mesh, particle, list(conditions), cut_mm, score_passive)  # type: ignore[no-any-return]
 
 
 def combine(measurements: list[SamplingMeasurement]) -> tuple[float, float]:

@@ -81,13 +81,18 @@ def _chunk_path(partial: Path, k: int) -> Path:
 # Worker side (runs in a spawned process that owns one Geant4 instance)
 
 
-def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any) -> None:
-    from caloforge.simulate.application import ShowerSimulator, hard_exit
+def _worker_main(
+    request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int
+) -> None:
+    from caloforge.simulate.application import ShowerSimulator, hard_exit, silence_output
 
+    silence_output(partial / f"geant4-{os.getpid()}.log")
     try:
         sim = ShowerSimulator(request.detector, request.mesh, request.primary.particle, request.cut_mm)
         sim.on_shower = lambda: results.put(("tick", 1))
         while (k := tasks.get()) is not None:
+            if os.getppid() != parent:  # the parent was killed: stop, its chunks are safe
+                hard_exit(1)
             conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
             out = sim.simulate(conditions)
             path = _chunk_path(partial, k)
@@ -105,8 +110,8 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any) -
             results.put(("done", k))
     except BaseException as exc:  # report everything, the parent decides
         results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
-        hard_exit(1)
-    hard_exit(0)
+        hard_exit(1, results)
+    hard_exit(0, results)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +192,9 @@ def simulate_to_chunks(
     for _ in range(n_workers):
         tasks.put(None)
     procs = [
-        ctx.Process(target=_worker_main, args=(request, partial, tasks, results), daemon=True)
+        ctx.Process(
+            target=_worker_main, args=(request, partial, tasks, results, os.getpid()), daemon=True
+        )
         for _ in range(n_workers)
     ]
     for p in procs:

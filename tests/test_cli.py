@@ -1,0 +1,159 @@
+"""The command line as a user runs it: simulation, determinism, resume and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from caloforge.cli import main
+
+SIM = ["simulate", "--detector", "par04-siw", "--energy", "log:1:4", "--theta", "0.87:2.27",
+       "--phi", "0:6.2832", "--seed", "3", "--no-progress"]  # fmt: skip
+
+
+def _read(path: Path) -> dict:
+    with h5py.File(path) as f:
+        data = {k: f[k][()] for k in f}
+        data["attrs"] = dict(f.attrs)
+    return data
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    da, db = _read(a), _read(b)
+    assert da.keys() == db.keys()
+    for key in da:
+        if key == "attrs":
+            assert da[key].keys() == db[key].keys()
+            for k in da[key]:
+                assert np.array_equal(da[key][k], db[key][k]) or da[key][k] == db[key][k], k
+        else:
+            assert np.array_equal(da[key], db[key]), key
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("w1") / "w1.h5"
+    assert main([*SIM, "-n", "8", "--chunk-size", "3", "--workers", "1", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.geant4
+def test_simulate_writes_calochallenge_layout(one_worker):
+    d = _read(one_worker)
+    assert d["incident_energies"].shape == (8, 1)
+    assert d["showers"].shape == (8, 6480)
+    assert d["incident_theta"].shape == d["incident_phi"].shape == (8, 1)
+    assert np.all((d["incident_energies"] >= 1000) & (d["incident_energies"] < 4000))
+    ratio = d["showers"].sum(axis=1) / d["incident_energies"][:, 0]
+    assert np.all((ratio > 0.015) & (ratio < 0.045))  # raw active energy, ~0.03 E_inc
+    attrs = d["attrs"]
+    for key in ("detector", "mesh", "particle", "physics_list", "production_cut_mm",
+                "geant4_version", "caloforge_version", "seed", "sampling_fraction"):  # fmt: skip
+        assert key in attrs
+    assert attrs["detector_name"] == "par04-siw"
+    assert not attrs["calibrated"]
+    assert not Path(str(one_worker) + ".partial").exists()
+
+
+@pytest.mark.geant4
+def test_same_seed_gives_identical_showers_for_one_and_two_workers(one_worker, tmp_path):
+    out = tmp_path / "w2.h5"
+    assert main([*SIM, "-n", "8", "--chunk-size", "3", "--workers", "2", "--out", str(out)]) == 0
+    _assert_same(one_worker, out)
+
+
+@pytest.mark.geant4
+def test_resume_after_kill_gives_the_same_file(one_worker, tmp_path):
+    out = tmp_path / "killed.h5"
+    partial = Path(str(out) + ".partial")
+    cmd = [sys.executable, "-m", "caloforge.cli", *SIM, "-n", "8", "--chunk-size", "3",
+           "--workers", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(partial.glob("chunk-*.npz")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(partial.glob("chunk-*.npz")), "no chunk was written before the kill"
+    assert not out.exists()
+    assert main([*SIM, "-n", "8", "--chunk-size", "3", "--workers", "1", "--out", str(out)]) == 0
+    _assert_same(one_worker, out)
+    assert not partial.exists()
+
+
+def test_resume_with_other_arguments_is_refused(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    partial = Path(str(out) + ".partial")
+    partial.mkdir()
+    (partial / "request.json").write_text('{"n": 1}')
+    assert main([*SIM, "-n", "8", "--out", str(out)]) == 1
+    assert "interrupted run with other arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--detector", "atlas"], "unknown detector 'atlas'"),
+        (["--energy", "lots"], "--energy 'lots': expected numbers"),
+        (["--energy", "0.1:10"], "outside [1, 1000] GeV"),
+        (["--energy", "5000"], "outside [1, 1000] GeV"),
+        (["--theta", "0.2"], "outside [0.87, 2.27] rad"),
+        (["--particle", "muon"], "unknown particle 'muon'"),
+        (["--out", "/nonexistent/dir/x.h5"], "directory /nonexistent/dir does not exist"),
+        (["--cells", "45x16"], "--cells must look like 45x16x9"),
+    ],
+)
+def test_bad_simulate_input_gets_one_clear_message(args, message, tmp_path, capsys):
+    base = {"--detector": "par04-siw", "--energy": "10", "--out": str(tmp_path / "o.h5")}
+    extra = []
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in base:
+            base[flag] = value
+        else:
+            extra += [flag, value]
+    argv = ["simulate", "-n", "2", "--no-progress", *extra]
+    for flag, value in base.items():
+        argv += [flag, value]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("caloforge: error: ")
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert main(["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "1",
+                     "--out", str(ro / "x.h5")]) == 1  # fmt: skip
+        assert "is not writable" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"precious")
+    assert main([*SIM, "-n", "1", "--out", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+
+
+def test_detectors_lists_the_catalog(capsys):
+    assert main(["detectors"]) == 0
+    out = capsys.readouterr().out
+    for name in ("par04-siw", "par04-scipb", "cld-like", "allegro-like", "pbwo4"):
+        assert name in out
