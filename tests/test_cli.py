@@ -15,8 +15,20 @@ import pytest
 
 from caloforge.cli import main
 
-SIM = ["simulate", "--detector", "par04-siw", "--energy", "log:1:4", "--theta", "0.87:2.27",
-       "--phi", "0:6.2832", "--seed", "3", "--no-progress"]  # fmt: skip
+SIM = [
+    "simulate",
+    "--detector",
+    "par04-siw",
+    "--energy",
+    "log:1:4",
+    "--theta",
+    "0.87:2.27",
+    "--phi",
+    "0:6.2832",
+    "--seed",
+    "3",
+    "--no-progress",
+]
 
 
 def _read(path: Path) -> dict:
@@ -55,8 +67,17 @@ def test_simulate_writes_calochallenge_layout(one_worker):
     ratio = d["showers"].sum(axis=1) / d["incident_energies"][:, 0]
     assert np.all((ratio > 0.015) & (ratio < 0.045))  # raw active energy, ~0.03 E_inc
     attrs = d["attrs"]
-    for key in ("detector", "mesh", "particle", "physics_list", "production_cut_mm",
-                "geant4_version", "caloforge_version", "seed", "sampling_fraction"):  # fmt: skip
+    for key in (
+        "detector",
+        "mesh",
+        "particle",
+        "physics_list",
+        "production_cut_mm",
+        "geant4_version",
+        "caloforge_version",
+        "seed",
+        "sampling_fraction",
+    ):
         assert key in attrs
     assert attrs["detector_name"] == "par04-siw"
     assert not attrs["calibrated"]
@@ -74,8 +95,20 @@ def test_same_seed_gives_identical_showers_for_one_and_two_workers(one_worker, t
 def test_resume_after_kill_gives_the_same_file(one_worker, tmp_path):
     out = tmp_path / "killed.h5"
     partial = Path(str(out) + ".partial")
-    cmd = [sys.executable, "-m", "caloforge.cli", *SIM, "-n", "8", "--chunk-size", "3",
-           "--workers", "1", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "caloforge.cli",
+        *SIM,
+        "-n",
+        "8",
+        "--chunk-size",
+        "3",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list(partial.glob("chunk-*.npz")) and time.time() < deadline:
@@ -137,8 +170,22 @@ def test_unwritable_output_directory(tmp_path, capsys):
     try:
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
-        assert main(["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "1",
-                     "--out", str(ro / "x.h5")]) == 1  # fmt: skip
+        assert (
+            main(
+                [
+                    "simulate",
+                    "--detector",
+                    "par04-siw",
+                    "--energy",
+                    "10",
+                    "-n",
+                    "1",
+                    "--out",
+                    str(ro / "x.h5"),
+                ]
+            )
+            == 1
+        )
         assert "is not writable" in capsys.readouterr().err
     finally:
         ro.chmod(0o700)

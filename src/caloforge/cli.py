@@ -8,14 +8,19 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from caloforge import __version__
 from caloforge.errors import CaloforgeError
 
+if TYPE_CHECKING:
+    from caloforge.geometry.detectors import DetectorSpec
+    from caloforge.simulate.materials import MaterialProperties
+
 log = logging.getLogger("caloforge")
 
 
-def _detector_with_properties(name: str):  # type: ignore[no-untyped-def]
+def _detector_with_properties(name: str) -> tuple[DetectorSpec, MaterialProperties]:
     from caloforge.geometry.detectors import load_detector
     from caloforge.simulate.materials import detector_properties
 
@@ -23,7 +28,7 @@ def _detector_with_properties(name: str):  # type: ignore[no-untyped-def]
     return spec, detector_properties(spec)
 
 
-def _reference_properties():  # type: ignore[no-untyped-def]
+def _reference_properties() -> MaterialProperties:
     from caloforge.geometry.mesh import REFERENCE_DETECTOR
 
     return _detector_with_properties(REFERENCE_DETECTOR)[1]
@@ -39,12 +44,14 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         return 0
     names = args.detector or builtin_detector_names()
     ref = _reference_properties()
-    header = f"{'name':<13} {'layers':<44} {'depth':>8} {'X0':>7} {'R_M':>7} {'X0s':>6} {'samp.frac.':>16} {'mesh dz x dr':>14}"  # fmt: skip
+    header = f"{'name':<13} {'layers':<44} {'depth':>8} {'X0':>7} {'R_M':>7} {'X0s':>6} {'samp.frac.':>16} {'mesh dz x dr':>14}"
     print(header)
     print("-" * len(header))
     for name in names:
         spec, p = _detector_with_properties(name)
-        slices = " + ".join(f"{s.thickness_mm:g} mm {s.material}{'*' if s.active else ''}" for s in spec.slices)  # fmt: skip
+        slices = " + ".join(
+            f"{s.thickness_mm:g} mm {s.material}{'*' if s.active else ''}" for s in spec.slices
+        )
         layers = f"{spec.n_layers} x ({slices})"
         sf = spec.sampling_fraction
         sf_text = f"{sf.value:.5f}±{sf.error:.5f}" if sf else "not measured"
@@ -67,11 +74,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     measurements = measure_sampling_fraction(spec, energies, args.n, args.seed, args.cut)
     print(f"{'E [GeV]':>8} {'n':>5} {'sampling fraction':>20} {'E_active/E_inc':>15}")
     for m in measurements:
-        print(f"{m.energy_gev:>8g} {m.n:>5} {m.value:>12.5f} ± {m.error:.5f} {m.active_over_incident:>15.5f}")  # fmt: skip
+        print(
+            f"{m.energy_gev:>8g} {m.n:>5} {m.value:>12.5f} ± {m.error:.5f} {m.active_over_incident:>15.5f}"
+        )
     value, error = combine(measurements)
-    command = f"caloforge calibrate --detector {args.detector} -n {args.n} --energies {args.energies} --seed {args.seed}"  # fmt: skip
+    command = f"caloforge calibrate --detector {args.detector} -n {args.n} --energies {args.energies} --seed {args.seed}"
     print("\n# for the detector's YAML:")
-    print(f"sampling_fraction: {{value: {value:.5f}, error: {error:.5f}, measured_with: '{command}'}}")
+    print(
+        f"sampling_fraction: {{value: {value:.5f}, error: {error:.5f}, measured_with: '{command}'}}"
+    )
     return 0
 
 
@@ -94,16 +105,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     check_output(out, overwrite=args.overwrite)
     spec, props = _detector_with_properties(args.detector)
     ref = _reference_properties()
-    mesh = MeshSpec.scaled(props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, cells)  # fmt: skip
+    mesh = MeshSpec.scaled(
+        props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, cells
+    )
     if spec.sampling_fraction is None:
         log.info("%s has no measured sampling fraction: measuring it first", spec.name)
         value, error = combine(measure_sampling_fraction(spec, (10.0,), 20, 1, args.cut))
-        spec = replace(spec, sampling_fraction=SamplingFraction(value, error, "measured at run start: 20 photons of 10 GeV"))  # fmt: skip
+        spec = replace(
+            spec,
+            sampling_fraction=SamplingFraction(
+                value, error, "measured at run start: 20 photons of 10 GeV"
+            ),
+        )
     request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
     run(
-        request, out, x0_mm=props.x0_mm, moliere_radius_mm=props.moliere_radius_mm,
-        workers=args.workers, overwrite=args.overwrite, show_progress=not args.no_progress,
-    )  # fmt: skip
+        request,
+        out,
+        x0_mm=props.x0_mm,
+        moliere_radius_mm=props.moliere_radius_mm,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+    )
     print(f"wrote {args.n} showers to {out}")
     return 0
 
@@ -120,7 +143,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from caloforge.data.export import export_calochallenge
 
     out = Path(args.out)
-    n = export_calochallenge(args.input, out, threshold_mev=args.threshold_kev / 1000.0, overwrite=args.overwrite)  # fmt: skip
+    n = export_calochallenge(
+        args.input, out, threshold_mev=args.threshold_kev / 1000.0, overwrite=args.overwrite
+    )
     print(f"wrote {n} calibrated showers to {out}")
     return 0
 
@@ -133,19 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detectors", help="list the built-in detectors and their properties")
     p.add_argument("--detector", action="append", help="only this detector (name or YAML file)")
-    p.add_argument("--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)")
+    p.add_argument(
+        "--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)"
+    )
     p.set_defaults(func=cmd_detectors)
 
     p = sub.add_parser("calibrate", help="measure a detector's sampling fraction with Geant4")
     p.add_argument("--detector", required=True, help="built-in name or YAML file")
     p.add_argument("-n", type=int, default=20, help="photons per energy (default 20)")
-    p.add_argument("--energies", default="1,10,100", help="photon energies in GeV (default 1,10,100)")
+    p.add_argument(
+        "--energies", default="1,10,100", help="photon energies in GeV (default 1,10,100)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("simulate", help="simulate Geant4 showers into an HDF5 file")
-    p.add_argument("--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file")  # fmt: skip
+    p.add_argument(
+        "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
+    )
     p.add_argument("--particle", default="gamma", help="gamma, e- or e+ (default gamma)")
     p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
     p.add_argument("--theta", default="1.5708", help="rad: fixed, A:B or log:A:B (default pi/2)")
@@ -156,22 +187,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
     p.add_argument("--cells", default="45x16x9", help="mesh cells z x phi x r (default 45x16x9)")
-    p.add_argument("--chunk-size", type=int, default=50, help="showers per resumable chunk (default 50)")  # fmt: skip
-    p.add_argument("--allow-out-of-range", action="store_true", help="allow energies outside [1 GeV, 1 TeV] and theta outside [0.87, 2.27]")  # fmt: skip
+    p.add_argument(
+        "--chunk-size", type=int, default=50, help="showers per resumable chunk (default 50)"
+    )
+    p.add_argument(
+        "--allow-out-of-range",
+        action="store_true",
+        help="allow energies outside [1 GeV, 1 TeV] and theta outside [0.87, 2.27]",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("inspect", help="summarise and validate a shower file")
     p.add_argument("file")
-    p.add_argument("--calochallenge", choices=["1-photons", "1-pions", "2", "3"], help="read as a CaloChallenge dataset (default: detect)")  # fmt: skip
+    p.add_argument(
+        "--calochallenge",
+        choices=["1-photons", "1-pions", "2", "3"],
+        help="read as a CaloChallenge dataset (default: detect)",
+    )
     p.add_argument("--binning", help="CaloChallenge binning XML to read the file with")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("export", help="write a calibrated copy for the CaloChallenge evaluation")
-    p.add_argument("--calochallenge", dest="input", required=True, metavar="IN", help="caloforge shower file")  # fmt: skip
+    p.add_argument(
+        "--calochallenge", dest="input", required=True, metavar="IN", help="caloforge shower file"
+    )
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold-kev", type=float, default=15.15, help="voxel threshold after calibration, keV (default 15.15 as datasets 2/3)")  # fmt: skip
+    p.add_argument(
+        "--threshold-kev",
+        type=float,
+        default=15.15,
+        help="voxel threshold after calibration, keV (default 15.15 as datasets 2/3)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
     return parser

@@ -55,7 +55,10 @@ def _valid() -> dict:
         (lambda d: d.update(n_layers=0), "n_layers must be a positive integer"),
         (lambda d: d.update(inner_radius_mm=-1), "inner_radius_mm must be positive"),
         (lambda d: d["slices"][0].update(thickness_mm="thick"), "thickness_mm must be a number"),
-        (lambda d: [s.update(active=False) for s in d["slices"]], "at least one slice must be active"),
+        (
+            lambda d: [s.update(active=False) for s in d["slices"]],
+            "at least one slice must be active",
+        ),
         (lambda d: d.update(slices=[]), "non-empty list"),
         (lambda d: d["sampling_fraction"].update(value=2.0), "must be <= 1"),
     ],
@@ -68,7 +71,7 @@ def test_invalid_descriptions_are_rejected(change, message):
 
 
 def test_unknown_detector_names_the_choices():
-    with pytest.raises(DetectorError, match="unknown detector 'atlas'.*par04-siw"):
+    with pytest.raises(DetectorError, match=r"unknown detector 'atlas'.*par04-siw"):
         load_detector("atlas")
 
 

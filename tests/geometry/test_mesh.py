@@ -69,7 +69,9 @@ def test_deposit_puts_known_points_in_known_cells():
         ((3.5, 5.0, -math.pi + 0.01), (1, 0, 1)),
         ((44 * 3.4 + 1, 8 * 4.65 + 1, math.pi / 2 + 0.01), (44, 12, 8)),
     ]
-    points = np.array([origin + z * d + r * (math.cos(a) * u + math.sin(a) * v) for (z, r, a), _ in cases])
+    points = np.array(
+        [origin + z * d + r * (math.cos(a) * u + math.sin(a) * v) for (z, r, a), _ in cases]
+    )
     energies = np.array([1.0, 2.0, 4.0])
     voxels = deposit(mesh, points, energies, origin, d).reshape(mesh.shape)
     for ((_, _, _), cell), e in zip(cases, energies, strict=True):

@@ -42,7 +42,9 @@ def sampling(siw):
 
 @pytest.fixture(scope="module")
 def showers(siw):
-    conditions = [c for e, n in zip(ENERGIES, N_PER_ENERGY, strict=True) for c in _photons(e, n, 12)]
+    conditions = [
+        c for e, n in zip(ENERGIES, N_PER_ENERGY, strict=True) for c in _photons(e, n, 12)
+    ]
     results = simulate_showers(siw, MeshSpec(), "gamma", conditions)
     return conditions, results
 

@@ -46,7 +46,9 @@ def test_particles():
 
 
 def _spec(energy="log:1:100", theta="0.87:2.27", phi="0:6.2832") -> PrimarySpec:
-    return PrimarySpec("gamma", parse_spec(energy, "energy"), parse_spec(theta, "theta"), parse_spec(phi, "phi"))  # fmt: skip
+    return PrimarySpec(
+        "gamma", parse_spec(energy, "energy"), parse_spec(theta, "theta"), parse_spec(phi, "phi")
+    )
 
 
 def test_ranges_are_enforced_unless_forced():
@@ -72,9 +74,11 @@ def test_conditions_depend_only_on_seed_and_index():
 def test_conditions_follow_their_distributions():
     c = draw_conditions(_spec(phi="6:7"), 1, range(4000))
     e = np.array([x.energy_mev for x in c]) / 1000
-    assert e.min() >= 1 and e.max() < 100
+    assert e.min() >= 1
+    assert e.max() < 100
     # log-uniform: log10 E is uniform on [0, 2)
     assert np.mean(np.log10(e)) == pytest.approx(1.0, abs=0.05)
     phi = np.array([x.phi for x in c])
-    assert phi.min() >= 0 and phi.max() < 2 * math.pi  # taken modulo 2 pi
+    assert phi.min() >= 0  # taken modulo 2 pi
+    assert phi.max() < 2 * math.pi
     assert len({x.g4_seed for x in c}) == len(c)

@@ -78,7 +78,9 @@ class ShowerWriter:
         self.file.create_dataset("showers", (n, n_voxels), "f4", chunks=(rows, n_voxels), **kw)
         self.file.create_dataset("incident_theta", (n, 1), "f8", chunks=(rows, 1), **kw)
         self.file.create_dataset("incident_phi", (n, 1), "f8", chunks=(rows, 1), **kw)
-        self.file.attrs.update(encode_attrs({"format": FORMAT_NAME, "format_version": FORMAT_VERSION}))
+        self.file.attrs.update(
+            encode_attrs({"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
+        )
         self.file.attrs.update(encode_attrs(attrs))
 
     def write(
@@ -111,7 +113,7 @@ class ShowerWriter:
     def __enter__(self) -> ShowerWriter:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: object) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -142,14 +144,20 @@ def check_layout(f: h5py.File, path: str | Path, *, require_angles: bool = False
     Raises:
         DataError: naming the first missing key or wrong shape.
     """
-    keys = ("incident_energies", "showers") + (("incident_theta", "incident_phi") if require_angles else ())  # fmt: skip
+    keys = ("incident_energies", "showers") + (
+        ("incident_theta", "incident_phi") if require_angles else ()
+    )
     for key in keys:
         if key not in f or not isinstance(f[key], h5py.Dataset):
             found = ", ".join(sorted(f.keys())) or "nothing"
             raise DataError(f"{path}: no dataset {key!r} (found: {found}); not a shower file")
     n = f["incident_energies"].shape[0] if f["incident_energies"].ndim else -1
-    if f["incident_energies"].ndim not in (1, 2) or (f["incident_energies"].ndim == 2 and f["incident_energies"].shape[1] != 1):  # fmt: skip
-        raise DataError(f"{path}: incident_energies has shape {f['incident_energies'].shape}, expected (N, 1)")  # fmt: skip
+    if f["incident_energies"].ndim not in (1, 2) or (
+        f["incident_energies"].ndim == 2 and f["incident_energies"].shape[1] != 1
+    ):
+        raise DataError(
+            f"{path}: incident_energies has shape {f['incident_energies'].shape}, expected (N, 1)"
+        )
     if f["showers"].ndim != 2 or f["showers"].shape[0] != n:
         raise DataError(f"{path}: showers has shape {f['showers'].shape}, expected ({n}, V)")
     for key in ("incident_theta", "incident_phi"):
@@ -167,13 +175,26 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 def iter_chunks(
     path: str | Path, chunk_size: int = 1000
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-    """Stream (energies (k,), showers (k, V), theta (k,) or None, phi (k,) or None)."""
+    """Stream (energies (k,), showers (k, V), theta (k,) or None, phi (k,) or None).
+
+    Raises:
+        DataError: if the layout is wrong or a chunk cannot be read (a corrupt file).
+    """
     with open_h5(path) as f:
         n = check_layout(f, path)
         for start in range(0, n, chunk_size):
             sl = slice(start, min(n, start + chunk_size))
-            energies = np.asarray(f["incident_energies"][sl], dtype=np.float64).reshape(-1)
-            showers = np.asarray(f["showers"][sl])
-            theta = np.asarray(f["incident_theta"][sl]).reshape(-1) if "incident_theta" in f else None
-            phi = np.asarray(f["incident_phi"][sl]).reshape(-1) if "incident_phi" in f else None
+            try:
+                energies = np.asarray(f["incident_energies"][sl], dtype=np.float64).reshape(-1)
+                showers = np.asarray(f["showers"][sl])
+                theta = (
+                    np.asarray(f["incident_theta"][sl]).reshape(-1)
+                    if "incident_theta" in f
+                    else None
+                )
+                phi = np.asarray(f["incident_phi"][sl]).reshape(-1) if "incident_phi" in f else None
+            except OSError as exc:
+                raise DataError(
+                    f"{path}: cannot read showers {sl.start}-{sl.stop - 1} (corrupt file?): {exc}"
+                ) from None
             yield energies, showers, theta, phi

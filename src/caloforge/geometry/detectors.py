@@ -77,9 +77,15 @@ class DetectorSpec:
 
 
 _TOP_KEYS = {
-    "name", "description", "source", "inner_radius_mm", "length_mm", "n_layers", "slices",
+    "name",
+    "description",
+    "source",
+    "inner_radius_mm",
+    "length_mm",
+    "n_layers",
+    "slices",
     "sampling_fraction",
-}  # fmt: skip
+}
 _SLICE_KEYS = {"material", "thickness_mm", "active"}
 _SF_KEYS = {"value", "error", "measured_with"}
 
@@ -95,7 +101,9 @@ def _positive(value: Any, what: str, where: str) -> float:
 def _check_keys(data: dict[str, Any], allowed: set[str], required: set[str], where: str) -> None:
     unknown = set(data) - allowed
     if unknown:
-        raise DetectorError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise DetectorError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
     missing = required - set(data)
     if missing:
         raise DetectorError(f"{where}: missing key(s) {sorted(missing)}")
@@ -122,7 +130,9 @@ def detector_from_dict(data: Any, where: str = "detector") -> DetectorSpec:
         if not isinstance(raw["material"], str) or not isinstance(raw["active"], bool):
             raise DetectorError(f"{at}: 'material' must be a string and 'active' true or false")
         slices.append(
-            Slice(raw["material"], _positive(raw["thickness_mm"], "thickness_mm", at), raw["active"])
+            Slice(
+                raw["material"], _positive(raw["thickness_mm"], "thickness_mm", at), raw["active"]
+            )
         )
     if not any(s.active for s in slices):
         raise DetectorError(f"{where}: at least one slice must be active")
@@ -160,7 +170,9 @@ def _builtin_dir() -> Any:
 
 def builtin_detector_names() -> list[str]:
     """Names of the detectors shipped with caloforge, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _parse_yaml(text: str, where: str) -> Any:

@@ -89,14 +89,14 @@ class MeshSpec:
 
 def parse_cells(text: str) -> tuple[int, int, int]:
     """Parse a ``--cells`` value such as ``45x16x9`` into (n_z, n_phi, n_r)."""
-    parts = text.lower().replace("×", "x").split("x")
+    parts = text.lower().replace("\u00d7", "x").split("x")
     try:
         counts = tuple(int(p) for p in parts)
     except ValueError:
         counts = ()
     if len(counts) != 3 or min(counts) < 1:
         raise SpecError(f"--cells must look like 45x16x9 (z x phi x r), got {text!r}")
-    return counts  # type: ignore[return-value]
+    return counts
 
 
 def direction(theta: float, phi: float) -> np.ndarray:
@@ -111,10 +111,8 @@ def transverse_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     z_axis = np.array([0.0, 0.0, 1.0])
     u = z_axis - d * float(d @ z_axis)
     norm = float(np.linalg.norm(u))
-    if norm < 1e-9:  # along the beam axis: any perpendicular axis will do
-        u = np.array([1.0, 0.0, 0.0])
-    else:
-        u = u / norm
+    # along the beam axis any perpendicular axis will do
+    u = np.array([1.0, 0.0, 0.0]) if norm < 1e-9 else u / norm
     return u, np.cross(d, u)
 
 

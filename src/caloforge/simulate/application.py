@@ -25,7 +25,7 @@ from caloforge.simulate.g4 import geant4
 from caloforge.simulate.materials import find_material
 from caloforge.simulate.primaries import ShowerConditions
 
-PHYSICS_LIST = "caloforge-em (data-free EM: PEEffectFluo, KleinNishina, BetheHeitler5D, Urban, MollerBhabha, eBremRel)"  # fmt: skip
+PHYSICS_LIST = "caloforge-em (data-free EM: PEEffectFluo, KleinNishina, BetheHeitler5D, Urban, MollerBhabha, eBremRel)"
 LAYERS_PER_BLOCK = 10  # layers grouped in mother tubes so navigation sees few daughters
 
 
@@ -50,6 +50,7 @@ class ShowerSimulator:
         cut_mm: production cut.
         score_passive: also sum the energy deposited in passive slices (for the sampling
             fraction; costs one Python call per step there).
+        score: attach the scorers at all (False gives bare Geant4, for benchmarks).
     """
 
     def __init__(
@@ -60,8 +61,9 @@ class ShowerSimulator:
         cut_mm: float = 0.7,
         *,
         score_passive: bool = False,
+        score: bool = True,
     ) -> None:
-        g4 = geant4()
+        g4: Any = geant4()
         self.detector, self.mesh = detector, mesh
         self._keep: list[Any] = []
         self._hits: list[tuple[float, float, float, float]] = []
@@ -70,12 +72,19 @@ class ShowerSimulator:
         self._queue: list[ShowerConditions] = []
         self._results: list[ShowerResult] = []
         self.score_passive = score_passive
+        self.score = score
         self.on_shower: Callable[[], None] | None = None  # called after every shower
 
         self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
         ui = g4.G4UImanager.GetUIpointer()
-        for command in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0",
-                        "/tracking/verbose 0", "/process/em/verbose 0", "/process/verbose 0"):  # fmt: skip
+        for command in (
+            "/control/verbose 0",
+            "/run/verbose 0",
+            "/event/verbose 0",
+            "/tracking/verbose 0",
+            "/process/em/verbose 0",
+            "/process/verbose 0",
+        ):
             ui.ApplyCommand(command)
         g4.G4EmParameters.Instance().SetVerbose(0)
         g4.G4EmParameters.Instance().SetWorkerVerbose(0)
@@ -84,7 +93,9 @@ class ShowerSimulator:
         self.run_manager.SetUserInitialization(self._construction)
         self.run_manager.SetUserInitialization(physics_list)
         self._gun = g4.G4ParticleGun(1)
-        self._gun.SetParticleDefinition(g4.G4ParticleTable.GetParticleTable().FindParticle(particle))
+        self._gun.SetParticleDefinition(
+            g4.G4ParticleTable.GetParticleTable().FindParticle(particle)
+        )
         generator, event_action = _make_actions(self)
         self.run_manager.SetUserAction(generator)
         self.run_manager.SetUserAction(event_action)
@@ -94,7 +105,7 @@ class ShowerSimulator:
 
     # -- called by Geant4 -------------------------------------------------------------------
     def _generate(self, event: Any) -> None:
-        g4 = geant4()
+        g4: Any = geant4()
         c = self._queue[len(self._results)]
         g4.HepRandom.setTheSeed(c.g4_seed)
         d = direction(c.theta, c.phi)
@@ -131,9 +142,9 @@ class ShowerSimulator:
 
 
 def _make_physics_list() -> Any:
-    g4 = geant4()
+    g4: Any = geant4()
 
-    class PhysicsList(g4.G4VModularPhysicsList):  # type: ignore[misc,name-defined]
+    class PhysicsList(g4.G4VModularPhysicsList):
         def __init__(self) -> None:
             super().__init__()
             self.SetVerboseLevel(0)
@@ -144,41 +155,47 @@ def _make_physics_list() -> Any:
 
 
 def _make_construction(sim: ShowerSimulator) -> Any:
-    g4 = geant4()
+    g4: Any = geant4()
     spec = sim.detector
 
-    class Construction(g4.G4VUserDetectorConstruction):  # type: ignore[misc,name-defined]
-        def Construct(self) -> Any:  # noqa: N802 (Geant4 interface)
+    class Construction(g4.G4VUserDetectorConstruction):
+        def Construct(self) -> Any:
             keep = sim._keep
             vacuum = find_material("G4_Galactic")
             half = spec.outer_radius_mm + spec.length_mm  # generous world
             world_lv = g4.G4LogicalVolume(g4.G4Box("World", half, half, half), vacuum, "World")
             world = g4.G4PVPlacement(None, g4.G4ThreeVector(), world_lv, "World", None, False, 0)
             keep += [world_lv, world]
-            self.active_volumes, self.passive_volumes = [], []
+            self.active_volumes: list[Any] = []
+            self.passive_volumes: list[Any] = []
             half_z = spec.length_mm / 2
             r = spec.inner_radius_mm
             for first in range(0, spec.n_layers, LAYERS_PER_BLOCK):
                 n = min(LAYERS_PER_BLOCK, spec.n_layers - first)
-                block_solid = g4.G4Tubs(f"Block{first}", r, r + n * spec.layer_thickness_mm,
-                                        half_z, 0.0, 2 * math.pi)  # fmt: skip
+                block_solid = g4.G4Tubs(
+                    f"Block{first}", r, r + n * spec.layer_thickness_mm, half_z, 0.0, 2 * math.pi
+                )
                 block_lv = g4.G4LogicalVolume(block_solid, vacuum, f"Block{first}")
-                block = g4.G4PVPlacement(None, g4.G4ThreeVector(), block_lv, f"Block{first}",
-                                         world_lv, False, first)  # fmt: skip
+                block = g4.G4PVPlacement(
+                    None, g4.G4ThreeVector(), block_lv, f"Block{first}", world_lv, False, first
+                )
                 keep += [block_solid, block_lv, block]
                 for layer in range(first, first + n):
                     for k, s in enumerate(spec.slices):
                         name = f"L{layer}S{k}"
                         solid = g4.G4Tubs(name, r, r + s.thickness_mm, half_z, 0.0, 2 * math.pi)
                         lv = g4.G4LogicalVolume(solid, find_material(s.material), name)
-                        pv = g4.G4PVPlacement(None, g4.G4ThreeVector(), lv, name, block_lv,
-                                              False, layer)  # fmt: skip
+                        pv = g4.G4PVPlacement(
+                            None, g4.G4ThreeVector(), lv, name, block_lv, False, layer
+                        )
                         keep += [solid, lv, pv]
                         (self.active_volumes if s.active else self.passive_volumes).append(lv)
                         r += s.thickness_mm
             return world
 
-        def ConstructSDandField(self) -> None:  # noqa: N802 (Geant4 interface)
+        def ConstructSDandField(self) -> None:
+            if not sim.score:
+                return
             keep = sim._keep
             manager = g4.G4SDManager.GetSDMpointer()
             active = g4.G4MultiFunctionalDetector("caloforge_active")
@@ -209,12 +226,12 @@ def _make_construction(sim: ShowerSimulator) -> Any:
 
 
 def _make_mesh_scorer(sim: ShowerSimulator) -> Any:
-    g4 = geant4()
+    g4: Any = geant4()
     hits = sim._hits
 
-    class MeshScorer(g4.G4VPrimitiveScorer):  # type: ignore[misc,name-defined]
+    class MeshScorer(g4.G4VPrimitiveScorer):
         # Called for every charged step in active material: keep it minimal.
-        def ProcessHits(self, step: Any, _history: Any) -> bool:  # noqa: N802
+        def ProcessHits(self, step: Any, _history: Any) -> bool:
             e = step.GetTotalEnergyDeposit()
             if e > 0.0:
                 a = step.GetPreStepPoint().GetPosition()
@@ -226,10 +243,10 @@ def _make_mesh_scorer(sim: ShowerSimulator) -> Any:
 
 
 def _make_sum_scorer(name: str, accumulator: list[float]) -> Any:
-    g4 = geant4()
+    g4: Any = geant4()
 
-    class SumScorer(g4.G4VPrimitiveScorer):  # type: ignore[misc,name-defined]
-        def ProcessHits(self, step: Any, _history: Any) -> bool:  # noqa: N802
+    class SumScorer(g4.G4VPrimitiveScorer):
+        def ProcessHits(self, step: Any, _history: Any) -> bool:
             accumulator[0] += step.GetTotalEnergyDeposit()
             return True
 
@@ -237,14 +254,14 @@ def _make_sum_scorer(name: str, accumulator: list[float]) -> Any:
 
 
 def _make_actions(sim: ShowerSimulator) -> tuple[Any, Any]:
-    g4 = geant4()
+    g4: Any = geant4()
 
-    class Generator(g4.G4VUserPrimaryGeneratorAction):  # type: ignore[misc,name-defined]
-        def GeneratePrimaries(self, event: Any) -> None:  # noqa: N802
+    class Generator(g4.G4VUserPrimaryGeneratorAction):
+        def GeneratePrimaries(self, event: Any) -> None:
             sim._generate(event)
 
-    class EventAction(g4.G4UserEventAction):  # type: ignore[misc,name-defined]
-        def EndOfEventAction(self, _event: Any) -> None:  # noqa: N802
+    class EventAction(g4.G4UserEventAction):
+        def EndOfEventAction(self, _event: Any) -> None:
             sim._end_event()
 
     return Generator(), EventAction()

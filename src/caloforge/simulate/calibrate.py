@@ -34,7 +34,11 @@ class SamplingMeasurement:
 
 
 def _measure(
-    detector: DetectorSpec, energies_gev: tuple[float, ...], ns: tuple[int, ...], seed: int, cut_mm: float
+    detector: DetectorSpec,
+    energies_gev: tuple[float, ...],
+    ns: tuple[int, ...],
+    seed: int,
+    cut_mm: float,
 ) -> list[SamplingMeasurement]:
     from caloforge.simulate.application import ShowerSimulator
 
@@ -42,18 +46,23 @@ def _measure(
     out = []
     for i, (energy, n) in enumerate(zip(energies_gev, ns, strict=True)):
         spec = PrimarySpec(
-            "gamma", ValueSpec("fixed", energy, energy), ValueSpec("fixed", math.pi / 2, math.pi / 2),
+            "gamma",
+            ValueSpec("fixed", energy, energy),
+            ValueSpec("fixed", math.pi / 2, math.pi / 2),
             ValueSpec("fixed", 0.0, 0.0),
-        )  # fmt: skip
+        )
         results = sim.simulate(draw_conditions(spec, seed + i, range(n)))
         active = np.array([r.active_mev for r in results])
         passive = np.array([0.0 if math.isnan(r.passive_mev) else r.passive_mev for r in results])
         ratio = active / (active + passive)
         out.append(
             SamplingMeasurement(
-                energy, n, float(ratio.mean()), float(ratio.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+                energy,
+                n,
+                float(ratio.mean()),
+                float(ratio.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
                 float(active.mean() / (energy * 1000.0)),
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -64,7 +73,7 @@ def _child(fn: Any, args: tuple[Any, ...], results: Any) -> None:
     silence_output()
     try:
         results.put(("ok", fn(*args)))
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
         results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
         hard_exit(1, results)
     hard_exit(0, results)
@@ -83,7 +92,9 @@ def run_in_geant4_process(fn: Any, *args: Any) -> Any:
                 break
             except queue.Empty:
                 if not proc.is_alive() and results.empty():
-                    raise CaloforgeError(f"Geant4 process died (exit code {proc.exitcode})") from None
+                    raise CaloforgeError(
+                        f"Geant4 process died (exit code {proc.exitcode})"
+                    ) from None
     finally:
         proc.join(timeout=10)
     if kind != "ok":
@@ -108,13 +119,17 @@ def measure_sampling_fraction(
         cut_mm: production cut.
     """
     ns = (n,) * len(energies_gev) if isinstance(n, int) else tuple(n)
-    return run_in_geant4_process(_measure, detector, tuple(energies_gev), ns, seed, cut_mm)  # type: ignore[no-any-return]
+    return run_in_geant4_process(_measure, detector, tuple(energies_gev), ns, seed, cut_mm)
 
 
 def _simulate(
-    detector: DetectorSpec, mesh: MeshSpec, particle: str, conditions: list[Any], cut_mm: float,
+    detector: DetectorSpec,
+    mesh: MeshSpec,
+    particle: str,
+    conditions: list[Any],
+    cut_mm: float,
     score_passive: bool,
-) -> list[Any]:  # fmt: skip
+) -> list[Any]:
     from caloforge.simulate.application import ShowerSimulator
 
     sim = ShowerSimulator(detector, mesh, particle, cut_mm, score_passive=score_passive)
@@ -131,7 +146,9 @@ def simulate_showers(
     score_passive: bool = False,
 ) -> list[Any]:
     """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult."""
-    return run_in_geant4_process(_simulate, detector, mesh, particle, list(conditions), cut_mm, score_passive)  # type: ignore[no-any-return]
+    return run_in_geant4_process(
+        _simulate, detector, mesh, particle, list(conditions), cut_mm, score_passive
+    )
 
 
 def combine(measurements: list[SamplingMeasurement]) -> tuple[float, float]:

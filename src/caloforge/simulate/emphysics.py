@@ -112,18 +112,18 @@ class _Cxx:
 
 def make_em_physics() -> Any:
     """Build the data-free EM physics constructor (a ``G4VPhysicsConstructor``)."""
-    g4 = geant4()
+    g4: Any = geant4()
 
-    class DataFreeEmPhysics(g4.G4VPhysicsConstructor):  # type: ignore[misc,name-defined]
+    class DataFreeEmPhysics(g4.G4VPhysicsConstructor):
         def __init__(self) -> None:
             super().__init__("caloforge-em")
 
-        def ConstructParticle(self) -> None:  # noqa: N802 (Geant4 interface)
+        def ConstructParticle(self) -> None:
             g4.G4Gamma.GammaDefinition()
             g4.G4Electron.ElectronDefinition()
             g4.G4Positron.PositronDefinition()
 
-        def ConstructProcess(self) -> None:  # noqa: N802 (Geant4 interface)
+        def ConstructProcess(self) -> None:
             construct_processes()
 
     return DataFreeEmPhysics()
@@ -134,7 +134,9 @@ def construct_processes() -> None:
     cxx = _Cxx()
     helper = cxx.function("helper", _P, [])()
     register = cxx.function("register", ctypes.c_bool, [_P, _P, _P])
-    gamma, electron, positron = (cxx.function(k, _P, [])() for k in ("gamma", "electron", "positron"))
+    gamma, electron, positron = (
+        cxx.function(k, _P, [])() for k in ("gamma", "electron", "positron")
+    )
     set_model = cxx.function("set_eloss_model", None, [_P, _P, ctypes.c_int])
 
     def process(key: str, *, typed: bool = False) -> int:

@@ -9,12 +9,11 @@ before the first import of ``geant4_pybind``, which is why every module reaches 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
 from types import ModuleType
-
-_G4: ModuleType | None = None
 
 
 def _empty_data_dir() -> str:
@@ -24,17 +23,15 @@ def _empty_data_dir() -> str:
     return str(path)
 
 
+@functools.cache
 def geant4() -> ModuleType:
     """Return the ``geant4_pybind`` module, importing it once with a data-free environment."""
-    global _G4
-    if _G4 is None:
-        data_dir = _empty_data_dir()
-        os.environ.setdefault("GEANT4_DATA_DIR", data_dir)
-        os.environ.setdefault("G4ENSDFSTATEDATA", data_dir)
-        import geant4_pybind
+    data_dir = _empty_data_dir()
+    os.environ.setdefault("GEANT4_DATA_DIR", data_dir)
+    os.environ.setdefault("G4ENSDFSTATEDATA", data_dir)
+    import geant4_pybind
 
-        _G4 = geant4_pybind
-    return _G4
+    return geant4_pybind
 
 
 def geant4_version() -> str:

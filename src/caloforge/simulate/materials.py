@@ -80,4 +80,6 @@ def detector_properties(spec: DetectorSpec) -> MaterialProperties:
         inv_x0 += fraction / props.x0_mm
         inv_rm += fraction / props.moliere_radius_mm
         density += fraction * props.density_g_cm3
-    return MaterialProperties(x0_mm=1.0 / inv_x0, moliere_radius_mm=1.0 / inv_rm, density_g_cm3=density)
+    return MaterialProperties(
+        x0_mm=1.0 / inv_x0, moliere_radius_mm=1.0 / inv_rm, density_g_cm3=density
+    )

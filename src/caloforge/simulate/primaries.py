@@ -17,7 +17,14 @@ from caloforge.errors import SpecError
 
 ENERGY_RANGE_GEV = (1.0, 1000.0)
 THETA_RANGE = (0.87, 2.27)
-PARTICLES = {"gamma": "gamma", "photon": "gamma", "e-": "e-", "electron": "e-", "e+": "e+", "positron": "e+"}  # fmt: skip
+PARTICLES = {
+    "gamma": "gamma",
+    "photon": "gamma",
+    "e-": "e-",
+    "electron": "e-",
+    "e+": "e+",
+    "positron": "e+",
+}
 
 
 @dataclass(frozen=True)

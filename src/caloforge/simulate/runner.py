@@ -81,14 +81,14 @@ def _chunk_path(partial: Path, k: int) -> Path:
 # Worker side (runs in a spawned process that owns one Geant4 instance)
 
 
-def _worker_main(
-    request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int
-) -> None:
+def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int) -> None:
     from caloforge.simulate.application import ShowerSimulator, hard_exit, silence_output
 
     silence_output(partial / f"geant4-{os.getpid()}.log")
     try:
-        sim = ShowerSimulator(request.detector, request.mesh, request.primary.particle, request.cut_mm)
+        sim = ShowerSimulator(
+            request.detector, request.mesh, request.primary.particle, request.cut_mm
+        )
         sim.on_shower = lambda: results.put(("tick", 1))
         while (k := tasks.get()) is not None:
             if os.getppid() != parent:  # the parent was killed: stop, its chunks are safe
@@ -108,7 +108,7 @@ def _worker_main(
             )
             os.replace(tmp, path)
             results.put(("done", k))
-    except BaseException as exc:  # report everything, the parent decides
+    except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
         results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
         hard_exit(1, results)
     hard_exit(0, results)
@@ -207,7 +207,9 @@ def simulate_to_chunks(
             except queue.Empty:
                 if not any(p.is_alive() for p in procs) and results.empty():
                     codes = [p.exitcode for p in procs]
-                    raise CaloforgeError(f"Geant4 workers stopped unexpectedly (exit codes {codes})")
+                    raise CaloforgeError(
+                        f"Geant4 workers stopped unexpectedly (exit codes {codes})"
+                    ) from None
                 continue
             if kind == "tick":
                 done += value
@@ -248,7 +250,7 @@ class Progress:
         self.bar = tqdm(total=total, unit="shower", disable=not enabled, smoothing=0.05)
         self.started = time.perf_counter()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, _total: int) -> None:
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
