@@ -141,11 +141,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from caloforge.data.export import export_calochallenge
+    from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV
 
     out = Path(args.out)
-    n = export_calochallenge(
-        args.input, out, threshold_mev=args.threshold_kev / 1000.0, overwrite=args.overwrite
+    threshold_mev = (
+        THRESHOLD_DATASETS_2_3_MEV if args.threshold_kev is None else args.threshold_kev / 1000.0
     )
+    n = export_calochallenge(args.input, out, threshold_mev=threshold_mev, overwrite=args.overwrite)
     print(f"wrote {n} calibrated showers to {out}")
     return 0
 
@@ -217,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold-kev",
         type=float,
-        default=15.15,
-        help="voxel threshold after calibration, keV (default 15.15 as datasets 2/3)",
+        default=None,
+        help="voxel threshold after calibration, keV (default 0.5/0.033 = 15.15 as datasets 2/3)",
     )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)

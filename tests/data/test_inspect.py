@@ -22,7 +22,9 @@ from caloforge.geometry.mesh import MeshSpec
 SMALL_MESH = MeshSpec(n_z=3, n_phi=2, n_r=2)  # 12 voxels
 
 
-def _write_plain(path: Path, energies: np.ndarray, showers: np.ndarray, **extra: np.ndarray) -> Path:
+def _write_plain(
+    path: Path, energies: np.ndarray, showers: np.ndarray, **extra: np.ndarray
+) -> Path:
     """A file in the CaloChallenge layout (no caloforge attributes)."""
     with h5py.File(path, "w") as f:
         f.create_dataset("incident_energies", data=energies, compression="gzip")
@@ -54,7 +56,9 @@ def _known_showers(sampling_fraction: float) -> tuple[np.ndarray, np.ndarray]:
 def test_known_sums_give_known_response_and_sparsity(tmp_path, make_caloforge_file):
     sf = 0.03
     energies, showers = _known_showers(sf)
-    path = make_caloforge_file(tmp_path / "a.h5", mesh=SMALL_MESH, sampling_fraction=sf, energies=energies, showers=showers)  # fmt: skip
+    path = make_caloforge_file(
+        tmp_path / "a.h5", mesh=SMALL_MESH, sampling_fraction=sf, energies=energies, showers=showers
+    )
     report = inspect_file(path, chunk_size=3)  # chunks of 3 + 1 showers
     ratios = showers.astype(np.float32).sum(axis=1, dtype=np.float64) / energies
     assert report.valid, report.problems
@@ -91,7 +95,9 @@ def test_statistics_do_not_depend_on_chunk_size(tmp_path, make_caloforge_file):
 
 
 def test_calibrated_caloforge_file_uses_its_export_threshold(tmp_path, make_caloforge_file):
-    path = make_caloforge_file(tmp_path / "a.h5", mesh=SMALL_MESH, calibrated=True, attrs={"threshold_mev": 0.02})  # fmt: skip
+    path = make_caloforge_file(
+        tmp_path / "a.h5", mesh=SMALL_MESH, calibrated=True, attrs={"threshold_mev": 0.02}
+    )
     report = inspect_file(path)
     assert report.calibrated is True
     assert report.threshold_mev == 0.02
@@ -99,7 +105,9 @@ def test_calibrated_caloforge_file_uses_its_export_threshold(tmp_path, make_calo
 
 
 def test_raw_file_without_sampling_fraction_has_no_sparsity(tmp_path, make_caloforge_file):
-    path = make_caloforge_file(tmp_path / "a.h5", mesh=SMALL_MESH, attrs={"sampling_fraction": math.nan})  # fmt: skip
+    path = make_caloforge_file(
+        tmp_path / "a.h5", mesh=SMALL_MESH, attrs={"sampling_fraction": math.nan}
+    )
     report = inspect_file(path)
     assert report.sampling_fraction is None
     assert report.sparsity is None
@@ -152,7 +160,9 @@ def test_unknown_voxel_count_needs_a_binning(tmp_path):
 def test_binning_xml_with_another_voxel_count_is_refused(tmp_path):
     path = _write_plain(tmp_path / "x.h5", np.ones((2, 1)) * 1e3, np.ones((2, 99)))
     xml = tmp_path / "b.xml"
-    xml.write_text('<Bins><Bin name="e"><Layer id="0" r_edges="0,1,2,3,4,5" n_bin_alpha="10"/></Bin></Bins>')  # fmt: skip
+    xml.write_text(
+        '<Bins><Bin name="e"><Layer id="0" r_edges="0,1,2,3,4,5" n_bin_alpha="10"/></Bin></Bins>'
+    )
     with pytest.raises(DataError, match="99 voxels per shower but binning"):
         inspect_file(path, binning_xml=xml)
 
@@ -169,7 +179,9 @@ def test_bad_content_is_reported_once_with_counts(tmp_path, make_caloforge_file)
     energies[6] = np.nan
     theta = np.full(n, 1.5)
     theta[3] = np.nan
-    path = make_caloforge_file(tmp_path / "bad.h5", mesh=SMALL_MESH, energies=energies, showers=showers, theta=theta)  # fmt: skip
+    path = make_caloforge_file(
+        tmp_path / "bad.h5", mesh=SMALL_MESH, energies=energies, showers=showers, theta=theta
+    )
     report = inspect_file(path, chunk_size=2)
     assert not report.valid
     assert report.problems == [
@@ -189,7 +201,7 @@ def test_bad_content_is_reported_once_with_counts(tmp_path, make_caloforge_file)
 
 def test_n_showers_attribute_mismatch_is_a_problem(tmp_path, make_caloforge_file):
     path = make_caloforge_file(tmp_path / "a.h5", n=3, mesh=SMALL_MESH, attrs={"n_showers": 5})
-    assert inspect_file(path).problems == ["the attribute n_showers is 5 but the file holds 3 showers"]  # fmt: skip
+    assert inspect_file(path).problems == ["the attribute n_showers is 5 but the file holds 3"]
 
 
 def test_empty_file_is_invalid(tmp_path):
@@ -293,7 +305,9 @@ def test_cli_inspect_valid_invalid_and_error(tmp_path, make_caloforge_file, caps
 
     showers = np.ones((3, 12))
     showers[1, 2] = np.nan
-    bad = make_caloforge_file(tmp_path / "bad.h5", mesh=SMALL_MESH, energies=np.full(3, 1e3), showers=showers)  # fmt: skip
+    bad = make_caloforge_file(
+        tmp_path / "bad.h5", mesh=SMALL_MESH, energies=np.full(3, 1e3), showers=showers
+    )
     assert main(["inspect", str(bad)]) == 1
     captured = capsys.readouterr()
     assert "  - 1 shower has NaN or inf in showers" in captured.out

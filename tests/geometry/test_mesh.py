@@ -49,7 +49,13 @@ def test_transverse_basis_is_orthonormal(theta, phi):
     u, v = transverse_basis(d)
     m = np.stack([d, u, v])
     np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-12)
-    assert u[2] > 0  # u points along the beam axis
+    # Par04's frame: u = e_theta, v = e_phi
+    np.testing.assert_allclose(
+        u,
+        [math.cos(theta) * math.cos(phi), math.cos(theta) * math.sin(phi), -math.sin(theta)],
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(v, [-math.sin(phi), math.cos(phi), 0.0], atol=1e-12)
 
 
 def test_barrel_entry_is_on_the_inner_radius():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.data.inspect import file_sampling_fraction
+from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV, file_sampling_fraction
 from caloforge.data.io import (
     FORMAT_NAME,
     ShowerWriter,
@@ -55,7 +55,8 @@ def _check_chunk(
     if nonpositive.size:
         row = start + int(nonpositive[0])
         raise DataError(
-            f"{src}: shower {row} has a non-positive incident energy ({energies[nonpositive[0]]:g} MeV); refusing to export"
+            f"{src}: shower {row} has a non-positive incident energy "
+            f"({energies[nonpositive[0]]:g} MeV); refusing to export"
         )
 
 
@@ -63,7 +64,7 @@ def export_calochallenge(
     src: str | Path,
     out: str | Path,
     *,
-    threshold_mev: float = 0.01515,
+    threshold_mev: float = THRESHOLD_DATASETS_2_3_MEV,
     overwrite: bool = False,
     chunk_size: int = 1000,
 ) -> int:
@@ -103,18 +104,21 @@ def export_calochallenge(
         attrs = decode_attrs(f.attrs)
         if attrs.get("format") != FORMAT_NAME:
             raise DataError(
-                f"{src} is not a caloforge shower file (no format={FORMAT_NAME!r} attribute); only raw caloforge files can be exported"
+                f"{src} is not a caloforge shower file (no format={FORMAT_NAME!r} attribute); "
+                "only raw caloforge files can be exported"
             )
         n = check_layout(f, src, require_angles=True)
         n_voxels = int(f["showers"].shape[1])
     if attrs.get("calibrated"):
         raise DataError(
-            f"{src} is already calibrated ({attrs.get('calibration', 'calibrated=True')}); export needs the raw simulated file"
+            f"{src} is already calibrated ({attrs.get('calibration', 'calibrated=True')}); "
+            "export needs the raw simulated file"
         )
     sampling_fraction = file_sampling_fraction(attrs)
     if sampling_fraction is None:
         raise DataError(
-            f"{src} has no valid sampling fraction (attribute sampling_fraction={attrs.get('sampling_fraction')!r}); measure it with `caloforge calibrate`"
+            f"{src} has no valid sampling fraction (attribute sampling_fraction="
+            f"{attrs.get('sampling_fraction')!r}); measure it with `caloforge calibrate`"
         )
     if n == 0:
         raise DataError(f"{src} holds no showers")
@@ -131,10 +135,12 @@ def export_calochallenge(
     }
     out_attrs.update(
         calibrated=True,
-        calibration=f"voxels divided by the detector sampling fraction {sampling_fraction} ({source})",
+        calibration=f"voxels divided by the detector sampling fraction {sampling_fraction} "
+        f"({source})",
         threshold_mev=float(threshold_mev),
         exported_from=src.name,
-        content=f"calibrated energy: active-material energy divided by the sampling fraction, voxels below {threshold_mev:g} MeV set to 0",
+        content="calibrated energy: active-material energy divided by the sampling fraction, "
+        f"voxels below {threshold_mev:g} MeV set to 0",
     )
     done = 0
     try:
@@ -142,7 +148,8 @@ def export_calochallenge(
             for energies, showers, theta, phi in iter_chunks(src, chunk_size):
                 _check_chunk(src, done, energies, showers, theta, phi)
                 calibrated = showers.astype(np.float64) / sampling_fraction  # (k, V)
-                calibrated[calibrated < threshold_mev] = 0.0
+                calibrated[calibrated < threshold_mev] = 0.0  # negatives included
+                # theta and phi exist: check_layout(require_angles=True) above
                 writer.write(energies, calibrated.astype(np.float32), theta, phi)  # type: ignore[arg-type]
                 done += len(energies)
     except OSError as exc:  # reading errors are DataErrors already: this is the output side

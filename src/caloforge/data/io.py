@@ -8,12 +8,13 @@ calibration); nested values are stored as JSON strings. Readers stream in chunks
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -27,14 +28,12 @@ KEYS = ("incident_energies", "showers", "incident_theta", "incident_phi")
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes as HDF5 can store them: dicts and lists become JSON strings."""
+    """Attributes as HDF5 can store them: dicts and lists become JSON strings; None is dropped."""
     out = {}
     for key, value in attrs.items():
         if isinstance(value, dict | list | tuple):
             out[key] = json.dumps(value, sort_keys=True)
-        elif value is None:
-            out[key] = "null"
-        else:
+        elif value is not None:
             out[key] = value
     return out
 
@@ -42,14 +41,11 @@ def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`encode_attrs` (JSON strings that hold objects are parsed)."""
     out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if isinstance(value, bytes):
-            value = value.decode()
+    for key, raw in attrs.items():
+        value = raw.decode() if isinstance(raw, bytes) else raw
         if isinstance(value, str) and value[:1] in "{[":
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         elif isinstance(value, np.generic):
             value = value.item()
         out[key] = value
@@ -68,20 +64,26 @@ class ShowerWriter:
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.n = n
         self.written = 0
+        self.finished = False
         try:
             self.file = h5py.File(self.tmp, "w")
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
-        rows = max(1, min(ROWS_PER_CHUNK, n))
-        kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-        self.file.create_dataset("incident_energies", (n, 1), "f8", chunks=(rows, 1), **kw)
-        self.file.create_dataset("showers", (n, n_voxels), "f4", chunks=(rows, n_voxels), **kw)
-        self.file.create_dataset("incident_theta", (n, 1), "f8", chunks=(rows, 1), **kw)
-        self.file.create_dataset("incident_phi", (n, 1), "f8", chunks=(rows, 1), **kw)
-        self.file.attrs.update(
-            encode_attrs({"format": FORMAT_NAME, "format_version": FORMAT_VERSION})
-        )
-        self.file.attrs.update(encode_attrs(attrs))
+        try:
+            if n < 1:
+                raise OutputError(f"{self.path}: nothing to write (no showers)")
+            rows = min(ROWS_PER_CHUNK, n)
+            kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+            self.file.create_dataset("incident_energies", (n, 1), "f8", chunks=(rows, 1), **kw)
+            self.file.create_dataset("showers", (n, n_voxels), "f4", chunks=(rows, n_voxels), **kw)
+            self.file.create_dataset("incident_theta", (n, 1), "f8", chunks=(rows, 1), **kw)
+            self.file.create_dataset("incident_phi", (n, 1), "f8", chunks=(rows, 1), **kw)
+            self.file.attrs.update(
+                encode_attrs({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **attrs})
+            )
+        except BaseException:
+            self.abort()
+            raise
 
     def write(
         self, energies: np.ndarray, showers: np.ndarray, theta: np.ndarray, phi: np.ndarray
@@ -96,7 +98,10 @@ class ShowerWriter:
         self.written += k
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place (once; later calls do nothing)."""
+        if self.finished:
+            return
+        self.finished = True
         self.file.close()
         if self.written != self.n:
             self.tmp.unlink(missing_ok=True)
@@ -105,18 +110,19 @@ class ShowerWriter:
 
     def abort(self) -> None:
         """Drop the temporary file."""
+        self.finished = True
         try:
             self.file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> ShowerWriter:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, *_: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif not self.finished:
             self.abort()
 
 

@@ -7,11 +7,12 @@ units of X0 (depth) and Moliere radius (radius) for every other detector, so a s
 detector lands on the same cells. Other cell counts divide the same extent: 45 x 50 x 18 gives
 CaloChallenge dataset 3's 2.325 mm radial cells.
 
-Local coordinates of a point x, with e the entry point and d the direction:
-z = (x - e).d, and in the transverse plane the basis (u, v) with u along the beam (z) axis
-projected perpendicular to d, v = d x u; alpha = atan2(v-component, u-component) in [-pi, pi).
-Cell indices: z // dz, r // dr, (alpha + pi) // (2 pi / n_phi). Voxels are flattened
-(z, phi, r) with r fastest, as in the CaloChallenge.
+Local coordinates of a point x, with e the entry point and d the direction, as in Geant4's
+Par04 (the CaloChallenge dataset 2/3 geometry): z = (x - e).d, and in the transverse plane
+the basis (u, v) = (e_theta, e_phi) of the spherical unit vectors at d, i.e. the frame that
+rotating by -phi about z and then -theta about y brings onto d; alpha = atan2(v-component,
+u-component) in [-pi, pi). Cell indices: z // dz, r // dr, (alpha + pi) // (2 pi / n_phi).
+Voxels are flattened (z, phi, r) with r fastest, as in the CaloChallenge.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ def direction(theta: float, phi: float) -> np.ndarray:
 
 
 def transverse_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mesh's transverse axes (u, v) for direction ``d``: u along the beam axis projected."""
+    """The mesh's transverse axes (u, v) = (e_theta, e_phi) for the unit direction ``d``."""
     z_axis = np.array([0.0, 0.0, 1.0])
-    u = z_axis - d * float(d @ z_axis)
+    u = d * float(d @ z_axis) - z_axis  # e_theta: the beam axis projected, reversed
     norm = float(np.linalg.norm(u))
     # along the beam axis any perpendicular axis will do
     u = np.array([1.0, 0.0, 0.0]) if norm < 1e-9 else u / norm

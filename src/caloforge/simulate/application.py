@@ -4,7 +4,8 @@ One :class:`ShowerSimulator` per process (Geant4 multithreading deadlocks with P
 callbacks). Scoring stays mostly in C++: a ``G4MultiFunctionalDetector`` on the active slices
 with a ``G4SDChargedFilter`` calls the Python primitive scorer only for charged steps
 (neutral steps are ~70% of all steps and deposit ~0.005% of the energy); the scorer appends
-(x, y, z, E) and each event's deposits are binned at once with numpy.
+the post-step point and deposit (x, y, z, E), and each event's deposits are binned at once
+with numpy.
 """
 
 from __future__ import annotations
@@ -230,13 +231,13 @@ def _make_mesh_scorer(sim: ShowerSimulator) -> Any:
     hits = sim._hits
 
     class MeshScorer(g4.G4VPrimitiveScorer):
-        # Called for every charged step in active material: keep it minimal.
+        # Called for every charged step in active material: keep it minimal. The deposit is
+        # placed at the post-step point, as Par04's sensitive detector does.
         def ProcessHits(self, step: Any, _history: Any) -> bool:
             e = step.GetTotalEnergyDeposit()
             if e > 0.0:
-                a = step.GetPreStepPoint().GetPosition()
-                b = step.GetPostStepPoint().GetPosition()
-                hits.append((0.5 * (a.x + b.x), 0.5 * (a.y + b.y), 0.5 * (a.z + b.z), e))
+                p = step.GetPostStepPoint().GetPosition()
+                hits.append((p.x, p.y, p.z, e))
             return True
 
     return MeshScorer("mesh", 0)
