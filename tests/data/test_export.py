@@ -18,7 +18,7 @@ from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.geometry.mesh import MeshSpec
 
 SMALL_MESH = MeshSpec(n_z=3, n_phi=2, n_r=2)  # 12 voxels
-THRESHOLD = 0.01515
+THRESHOLD = 0.5e-3 / 0.033  # MeV, the default: CaloChallenge datasets 2/3
 
 
 def _read_all(path: Path) -> tuple[np.ndarray, ...]:
