@@ -204,3 +204,26 @@ def test_detectors_lists_the_catalog(capsys):
     out = capsys.readouterr().out
     for name in ("par04-siw", "par04-scipb", "cld-like", "allegro-like", "pbwo4"):
         assert name in out
+
+
+@pytest.mark.geant4
+def test_user_detector_from_yaml_gets_its_sampling_fraction_measured(tmp_path, capsys):
+    detector = tmp_path / "mine.yaml"
+    detector.write_text(
+        "name: my-pbsi\n"
+        "inner_radius_mm: 1000\n"
+        "length_mm: 3000\n"
+        "n_layers: 30\n"
+        "slices:\n"
+        "  - {material: G4_Pb, thickness_mm: 3.0, active: false}\n"
+        "  - {material: G4_Si, thickness_mm: 0.5, active: true}\n"
+    )
+    out = tmp_path / "mine.h5"
+    argv = ["simulate", "--detector", str(detector), "--energy", "2", "-n", "2", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    attrs = _read(out)["attrs"]
+    assert attrs["detector_name"] == "my-pbsi"
+    assert attrs["sampling_fraction_source"].startswith("measured at run start")
+    assert 0.005 < attrs["sampling_fraction"] < 0.05
+    assert main(["inspect", str(out)]) == 0
+    assert "my-pbsi" in capsys.readouterr().out

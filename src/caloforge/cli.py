@@ -108,16 +108,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     mesh = MeshSpec.scaled(
         props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, cells
     )
+    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
+    RunRequest.check_workers(args.workers)
     if spec.sampling_fraction is None:
         log.info("%s has no measured sampling fraction: measuring it first", spec.name)
         value, error = combine(measure_sampling_fraction(spec, (10.0,), 20, 1, args.cut))
-        spec = replace(
-            spec,
-            sampling_fraction=SamplingFraction(
-                value, error, "measured at run start: 20 photons of 10 GeV"
-            ),
-        )
-    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
+        how = "measured at run start: 20 photons of 10 GeV"
+        spec = replace(spec, sampling_fraction=SamplingFraction(value, error, how))
+        request = replace(request, detector=spec)
     run(
         request,
         out,

@@ -18,7 +18,6 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -58,6 +57,12 @@ class RunRequest:
             raise SpecError(f"--cut must be positive, got {self.cut_mm}")
         if not 0 <= self.seed < 2**63:
             raise SpecError(f"--seed must be a non-negative integer, got {self.seed}")
+
+    @staticmethod
+    def check_workers(workers: int) -> None:
+        """Raise SpecError unless ``workers`` >= 1."""
+        if workers < 1:
+            raise SpecError(f"--workers must be at least 1, got {workers}")
 
     @property
     def n_chunks(self) -> int:
@@ -248,9 +253,14 @@ class Progress:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit="shower", disable=not enabled, smoothing=0.05)
-        self.started = time.perf_counter()
+        self.resumed = False
 
     def __call__(self, done: int, _total: int) -> None:
+        if not self.resumed:  # showers of an earlier, interrupted run do not count in the rate
+            self.resumed = True
+            self.bar.n = self.bar.last_print_n = done
+            self.bar.refresh()
+            return
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
