@@ -44,25 +44,44 @@ def cmd_detectors(args: argparse.Namespace) -> int:
         return 0
     names = args.detector or builtin_detector_names()
     ref = _reference_properties()
-    header = f"{'name':<13} {'layers':<44} {'depth':>8} {'X0':>7} {'R_M':>7} {'X0s':>6} {'samp.frac.':>16} {'mesh dz x dr':>14}"
-    print(header)
-    print("-" * len(header))
+    header = (
+        "name",
+        "layers (* active)",
+        "depth",
+        "X0",
+        "R_M",
+        "depth/X0",
+        "sampling fraction",
+        "mesh dz x dr",
+    )
+    rows = [header]
     for name in names:
         spec, p = _detector_with_properties(name)
         slices = " + ".join(
-            f"{s.thickness_mm:g} mm {s.material}{'*' if s.active else ''}" for s in spec.slices
+            f"{s.thickness_mm:g} mm {s.material.removeprefix('G4_')}{'*' if s.active else ''}"
+            for s in spec.slices
         )
-        layers = f"{spec.n_layers} x ({slices})"
         sf = spec.sampling_fraction
-        sf_text = f"{sf.value:.5f}±{sf.error:.5f}" if sf else "not measured"
         mesh = MeshSpec.scaled(p.x0_mm, p.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm)
-        print(
-            f"{spec.name:<13} {layers:<44} {spec.depth_mm:>6.1f}mm {p.x0_mm:>5.2f}mm "
-            f"{p.moliere_radius_mm:>5.2f}mm {spec.depth_mm / p.x0_mm:>6.1f} {sf_text:>16} "
-            f"{mesh.dz_mm:>5.2f}x{mesh.dr_mm:.2f}mm"
+        rows.append(
+            (
+                spec.name,
+                f"{spec.n_layers} x ({slices})",
+                f"{spec.depth_mm:.1f} mm",
+                f"{p.x0_mm:.2f} mm",
+                f"{p.moliere_radius_mm:.2f} mm",
+                f"{spec.depth_mm / p.x0_mm:.1f}",
+                f"{sf.value:.5f} +- {sf.error:.5f}" if sf else "not measured",
+                f"{mesh.dz_mm:.2f} x {mesh.dr_mm:.2f} mm",
+            )
         )
-    print("\n* active slice; X0 and R_M computed from Geant4 NIST materials (PDG mixture rules);")
-    print("  sampling fraction = active/(active+passive), measured with `caloforge calibrate`.")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    print("\nX0 and R_M from Geant4 NIST materials (PDG mixture rules); sampling fraction =")
+    print("active/(active+passive) energy, measured with `caloforge calibrate` (see the YAML).")
     return 0
 
 
