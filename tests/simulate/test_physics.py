@@ -9,7 +9,11 @@ import pytest
 
 from caloforge.geometry.detectors import load_detector
 from caloforge.geometry.mesh import MeshSpec
-from caloforge.simulate.calibrate import measure_sampling_fraction, simulate_showers
+from caloforge.simulate.calibrate import (
+    measure_sampling_fraction,
+    run_in_geant4_process,
+    simulate_showers,
+)
 from caloforge.simulate.emphysics import check_symbols
 from caloforge.simulate.materials import detector_properties, material_properties
 from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
@@ -93,3 +97,22 @@ def test_ninety_percent_of_the_energy_within_one_moliere_radius(siw):
     inside = np.array([r.voxels.sum() for r in results])
     total = np.array([r.active_mev for r in results])
     assert inside.sum() / total.sum() > 0.85
+
+
+def _simulate_reporting_reads(detector, conditions, direct):
+    from caloforge.simulate.application import ShowerSimulator
+
+    sim = ShowerSimulator(detector, MeshSpec(), "gamma", direct_step_reads=direct)
+    return sim.simulate(conditions), sim.step_reader.direct
+
+
+def test_direct_step_reads_are_validated_and_give_identical_showers(siw):
+    conditions = _photons(5.0, 3, 14)
+    direct, used = run_in_geant4_process(_simulate_reporting_reads, siw, conditions, True)
+    bindings, unused = run_in_geant4_process(_simulate_reporting_reads, siw, conditions, False)
+    assert used  # the offsets of the pinned wheel were validated and are in use
+    assert not unused
+    for a, b in zip(direct, bindings, strict=True):
+        assert np.array_equal(a.voxels, b.voxels)
+        assert a.active_mev == b.active_mev
+    assert direct[0].voxels.sum() > 0

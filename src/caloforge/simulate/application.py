@@ -25,6 +25,7 @@ from caloforge.simulate.emphysics import make_em_physics
 from caloforge.simulate.g4 import geant4
 from caloforge.simulate.materials import find_material
 from caloforge.simulate.primaries import ShowerConditions
+from caloforge.simulate.stepaccess import StepReader, read_bindings, read_direct
 
 PHYSICS_LIST = "caloforge-em (data-free EM: PEEffectFluo, KleinNishina, BetheHeitler5D, Urban, MollerBhabha, eBremRel)"
 LAYERS_PER_BLOCK = 10  # layers grouped in mother tubes so navigation sees few daughters
@@ -52,6 +53,8 @@ class ShowerSimulator:
         score_passive: also sum the energy deposited in passive slices (for the sampling
             fraction; costs one Python call per step there).
         score: attach the scorers at all (False gives bare Geant4, for benchmarks).
+        direct_step_reads: let the scorer read steps from memory once validated
+            (:mod:`caloforge.simulate.stepaccess`); the showers are identical either way.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class ShowerSimulator:
         *,
         score_passive: bool = False,
         score: bool = True,
+        direct_step_reads: bool = True,
     ) -> None:
         g4: Any = geant4()
         self.detector, self.mesh = detector, mesh
@@ -74,6 +78,7 @@ class ShowerSimulator:
         self._results: list[ShowerResult] = []
         self.score_passive = score_passive
         self.score = score
+        self.step_reader = StepReader(allow_direct=direct_step_reads)
         self.on_shower: Callable[[], None] | None = None  # called after every shower
 
         self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
@@ -228,16 +233,22 @@ def _make_construction(sim: ShowerSimulator) -> Any:
 
 def _make_mesh_scorer(sim: ShowerSimulator) -> Any:
     g4: Any = geant4()
-    hits = sim._hits
+    append = sim._hits.append
+    reader = sim.step_reader
 
     class MeshScorer(g4.G4VPrimitiveScorer):
         # Called for every charged step in active material: keep it minimal. The deposit is
         # placed at the post-step point, as Par04's sensitive detector does.
         def ProcessHits(self, step: Any, _history: Any) -> bool:
-            e = step.GetTotalEnergyDeposit()
-            if e > 0.0:
-                p = step.GetPostStepPoint().GetPosition()
-                hits.append((p.x, p.y, p.z, e))
+            if reader.direct:
+                hit = read_direct(step)
+                if hit[3] > 0.0:
+                    append(hit)
+                return True
+            if step.GetTotalEnergyDeposit() > 0.0:
+                hit = read_bindings(step)
+                append(hit)
+                reader.validate(step, hit)
             return True
 
     return MeshScorer("mesh", 0)

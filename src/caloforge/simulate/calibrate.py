@@ -128,12 +128,11 @@ def _simulate(
     particle: str,
     conditions: list[Any],
     cut_mm: float,
-    score_passive: bool,
+    options: dict[str, Any],
 ) -> list[Any]:
     from caloforge.simulate.application import ShowerSimulator
 
-    sim = ShowerSimulator(detector, mesh, particle, cut_mm, score_passive=score_passive)
-    return sim.simulate(conditions)
+    return ShowerSimulator(detector, mesh, particle, cut_mm, **options).simulate(conditions)
 
 
 def simulate_showers(
@@ -142,12 +141,14 @@ def simulate_showers(
     particle: str,
     conditions: list[Any],
     cut_mm: float = 0.7,
-    *,
-    score_passive: bool = False,
+    **options: Any,
 ) -> list[Any]:
-    """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult."""
+    """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult.
+
+    ``options`` go to :class:`~caloforge.simulate.application.ShowerSimulator`.
+    """
     return run_in_geant4_process(
-        _simulate, detector, mesh, particle, list(conditions), cut_mm, score_passive
+        _simulate, detector, mesh, particle, list(conditions), cut_mm, options
     )
 
 
