@@ -88,19 +88,19 @@ def test_detect_dataset(n_voxels, expected):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DataError, match=r"CaloChallenge file .*missing\.hdf5 does not exist"):
+    with pytest.raises(DataError, match=r"missing\.hdf5: no such file"):
         read_calochallenge(tmp_path / "missing.hdf5", "2")
 
 
 def test_not_a_file(tmp_path):
-    with pytest.raises(DataError, match="is not a file"):
+    with pytest.raises(DataError, match="is a directory"):
         read_calochallenge(tmp_path, "2")
 
 
 def test_not_hdf5(tmp_path):
     path = tmp_path / "text.hdf5"
     path.write_text("incident_energies,showers\n")
-    with pytest.raises(DataError, match=r"text\.hdf5 is not an HDF5 file"):
+    with pytest.raises(DataError, match=r"text\.hdf5: not a readable HDF5 file"):
         read_calochallenge(path, "2")
 
 
@@ -108,7 +108,7 @@ def test_not_hdf5(tmp_path):
 def test_missing_key(tmp_path, key):
     path = tmp_path / "partial.hdf5"
     _write(path, 2, 6480, skip=key)
-    with pytest.raises(DataError, match=f"has no '{key}' dataset"):
+    with pytest.raises(DataError, match=f"no dataset '{key}'"):
         read_calochallenge(path, "2")
 
 
@@ -117,7 +117,7 @@ def test_group_instead_of_dataset(tmp_path):
     with h5py.File(path, "w") as file:
         file.create_group("showers")
         file.create_dataset("incident_energies", data=np.ones((2, 1)))
-    with pytest.raises(DataError, match=r"'showers' in .* is a group"):
+    with pytest.raises(DataError, match=r"no dataset 'showers'"):
         read_calochallenge(path, "2")
 
 
@@ -141,15 +141,15 @@ def test_mismatched_n(tmp_path):
     with h5py.File(path, "w") as file:
         file.create_dataset("incident_energies", data=np.ones((3, 1)))
         file.create_dataset("showers", data=np.ones((2, 368)))
-    with pytest.raises(DataError, match="has 3 incident energies but 2 showers"):
+    with pytest.raises(DataError, match=r"showers has shape \(2, 368\), expected \(3, V\)"):
         read_calochallenge(path, "1-photons")
 
 
 @pytest.mark.parametrize(
     ("energies_shape", "showers_shape", "message"),
     [
-        ((2, 2), (2, 368), r"'incident_energies' .* expected \(N, 1\)"),
-        ((2, 1), (2, 368, 1), r"'showers' .* expected \(N, V\)"),
+        ((2, 2), (2, 368), r"incident_energies has shape \(2, 2\), expected \(N, 1\)"),
+        ((2, 1), (2, 368, 1), r"showers has shape \(2, 368, 1\), expected \(2, V\)"),
     ],
 )
 def test_bad_shapes(tmp_path, energies_shape, showers_shape, message):

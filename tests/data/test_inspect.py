@@ -247,7 +247,7 @@ def _corrupt_middle(path: Path) -> None:
         ("angle shape", r"incident_phi has shape \(4, 3\)"),
         ("mesh mismatch", "showers have 6480 voxels but the file's mesh 3x2x2 has 12"),
         ("no mesh", "'mesh' attribute is missing or malformed"),
-        ("strings", "showers is not a numeric dataset"),
+        ("strings", "showers holds .*, expected floating point numbers"),
     ],
 )
 def test_layout_errors_raise_one_data_error(tmp_path, make_caloforge_file, damage, message):

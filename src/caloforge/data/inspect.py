@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from caloforge.data.calochallenge import detect_calochallenge_dataset
-from caloforge.data.io import FORMAT_NAME, KEYS, check_layout, decode_attrs, iter_chunks, open_h5
-from caloforge.errors import DataError, SpecError
-from caloforge.geometry.binning import Binning, calochallenge_binning, read_binning_xml
-from caloforge.geometry.mesh import MeshSpec
+from caloforge.data.io import KEYS, iter_chunks
+from caloforge.data.readers import describe_file
+from caloforge.errors import SpecError
+from caloforge.geometry.binning import Binning
 
 log = logging.getLogger(__name__)
 
@@ -172,50 +170,6 @@ class _Accumulator:
         return out
 
 
-def _mesh_binning(path: Path, attrs: Mapping[str, Any], n_voxels: int) -> Binning:
-    mesh_attr = attrs.get("mesh")
-    try:
-        mesh = MeshSpec(**mesh_attr)  # type: ignore[arg-type]
-    except (TypeError, SpecError):
-        msg = f"{path}: the 'mesh' attribute is missing or malformed ({mesh_attr!r})"
-        raise DataError(msg) from None
-    if mesh.n_voxels != n_voxels:
-        raise DataError(
-            f"{path}: showers have {n_voxels} voxels but the file's mesh "
-            f"{mesh.n_z}x{mesh.n_phi}x{mesh.n_r} has {mesh.n_voxels}"
-        )
-    return mesh.binning()
-
-
-def _other_binning(
-    path: Path, n_voxels: int, dataset: str | None, binning_xml: str | Path | None
-) -> tuple[str, Binning]:
-    """The kind and binning of a file that is not a caloforge file."""
-    if binning_xml is not None:
-        binning = read_binning_xml(binning_xml)
-        if binning.n_voxels != n_voxels:
-            raise DataError(
-                f"{path} has {n_voxels} voxels per shower but binning {binning_xml} "
-                f"has {binning.n_voxels}"
-            )
-        return "custom binning", binning
-    guess = detect_calochallenge_dataset(n_voxels)
-    dataset = dataset or guess
-    if dataset is None:
-        raise DataError(
-            f"{path}: {n_voxels} voxels per shower fit no CaloChallenge dataset (368, 533, "
-            "6480 or 40500); pass a binning XML with --binning or a dataset with --calochallenge"
-        )
-    binning = calochallenge_binning(dataset)
-    if binning.n_voxels != n_voxels:
-        hint = f"; it looks like dataset {guess}" if guess else ""
-        raise DataError(
-            f"{path} has {n_voxels} voxels per shower but CaloChallenge dataset {dataset} "
-            f"has {binning.n_voxels}{hint}"
-        )
-    return f"calochallenge-{dataset}", binning
-
-
 def _threshold(
     kind: str, calibrated: bool | None, sampling_fraction: float | None, attrs: Mapping[str, Any]
 ) -> tuple[float | None, str]:
@@ -233,15 +187,6 @@ def _threshold(
     if kind == "caloforge" and isinstance(exported, int | float) and exported >= 0:
         return float(exported), f"{exported * 1e3:.4g} keV (the file's export threshold)"
     return THRESHOLD_DATASETS_2_3_MEV, f"{base} (CaloChallenge datasets 2/3)"
-
-
-def _check_dtypes_and_angles(f: h5py.File, path: Path, n: int) -> None:
-    for key in (key for key in KEYS if key in f):
-        dtype = getattr(f[key], "dtype", np.dtype(object))
-        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
-            raise DataError(f"{path}: {key} is not a numeric dataset")
-        if key in ("incident_theta", "incident_phi") and f[key].shape not in ((n,), (n, 1)):
-            raise DataError(f"{path}: {key} has shape {f[key].shape}, expected ({n}, 1)")
 
 
 def inspect_file(
@@ -274,19 +219,13 @@ def inspect_file(
     path = Path(path)
     if chunk_size < 1:
         raise SpecError(f"chunk_size must be >= 1, got {chunk_size}")
-    with open_h5(path) as f:
-        attrs = decode_attrs(f.attrs)
-        is_caloforge = attrs.get("format") == FORMAT_NAME
-        n = check_layout(f, path, require_angles=is_caloforge)
-        _check_dtypes_and_angles(f, path, n)
-        n_voxels = int(f["showers"].shape[1])
-
+    info = describe_file(path, dataset, binning_xml)
+    attrs, kind, binning, n, n_voxels = info.attrs, info.kind, info.binning, info.n, info.n_voxels
+    is_caloforge = info.is_caloforge
     calibrated: bool | None
     if is_caloforge:
-        kind, binning = "caloforge", _mesh_binning(path, attrs, n_voxels)
         calibrated = bool(attrs.get("calibrated", False))
     else:
-        kind, binning = _other_binning(path, n_voxels, dataset, binning_xml)
         calibrated = attrs.get("calibrated", True if kind != "custom binning" else None)
         calibrated = calibrated if isinstance(calibrated, bool) else None
     sampling_fraction = file_sampling_fraction(attrs)

@@ -167,8 +167,12 @@ def check_layout(f: h5py.File, path: str | Path, *, require_angles: bool = False
     if f["showers"].ndim != 2 or f["showers"].shape[0] != n:
         raise DataError(f"{path}: showers has shape {f['showers'].shape}, expected ({n}, V)")
     for key in ("incident_theta", "incident_phi"):
-        if key in f and f[key].shape[0] != n:
-            raise DataError(f"{path}: {key} has shape {f[key].shape}, expected ({n}, 1)")
+        if key in f and (not isinstance(f[key], h5py.Dataset) or f[key].shape not in ((n,), (n, 1))):  # fmt: skip
+            shape = getattr(f[key], "shape", "a group")
+            raise DataError(f"{path}: {key} has shape {shape}, expected ({n}, 1)")
+    for key in (key for key in KEYS if key in f):
+        if not np.issubdtype(f[key].dtype, np.floating):
+            raise DataError(f"{path}: {key} holds {f[key].dtype}, expected floating point numbers")
     return int(n)
 
 
