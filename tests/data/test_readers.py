@@ -17,8 +17,10 @@ def test_caloforge_file_reads_into_shower_data_on_its_mesh(tmp_path, make_calofo
     data = read_showers(path, start=2, stop=6)
     assert len(data) == 4
     assert data.binning == mesh.binning()
-    assert data.theta is not None and data.theta.shape == (4,)
-    assert data.phi is not None and data.phi.shape == (4,)
+    assert data.theta is not None
+    assert data.theta.shape == (4,)
+    assert data.phi is not None
+    assert data.phi.shape == (4,)
     assert data.attrs["detector_name"]
     with h5py.File(path) as f:
         np.testing.assert_array_equal(data.showers, f["showers"][2:6])
@@ -54,9 +56,11 @@ def test_attributes_round_trip():
 
 def test_writer_leaves_nothing_behind_when_incomplete_or_failing(tmp_path):
     out = tmp_path / "o.h5"
-    with pytest.raises(OutputError, match="1 of 2 showers written"):
-        with ShowerWriter(out, 2, 4, {}) as w:
-            w.write(np.ones(1), np.ones((1, 4)), np.ones(1), np.ones(1))
+    with (
+        pytest.raises(OutputError, match="1 of 2 showers written"),
+        ShowerWriter(out, 2, 4, {}) as w,
+    ):
+        w.write(np.ones(1), np.ones((1, 4)), np.ones(1), np.ones(1))
     with pytest.raises(OutputError, match="no showers"):
         ShowerWriter(out, 0, 4, {})
     with pytest.raises(RuntimeError), ShowerWriter(out, 2, 4, {}):
