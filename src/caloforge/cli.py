@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caloforge import __version__
+from caloforge.config import CALIBRATION, SIMULATION
 from caloforge.errors import CaloforgeError
 
 if TYPE_CHECKING:
@@ -131,8 +132,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     RunRequest.check_workers(args.workers)
     if spec.sampling_fraction is None:
         log.info("%s has no measured sampling fraction: measuring it first", spec.name)
-        value, error = combine(measure_sampling_fraction(spec, (10.0,), 20, 1, args.cut))
-        how = "measured at run start: 20 photons of 10 GeV"
+        energy, n = CALIBRATION.run_start_energy_gev, CALIBRATION.run_start_n
+        value, error = combine(
+            measure_sampling_fraction(spec, (energy,), n, CALIBRATION.seed, args.cut)
+        )
+        how = f"measured at run start: {n} photons of {energy:g} GeV"
         spec = replace(spec, sampling_fraction=SamplingFraction(value, error, how))
         request = replace(request, detector=spec)
     run(
@@ -182,32 +186,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_detectors)
 
+    energies = ",".join(f"{e:g}" for e in CALIBRATION.energies_gev)
     p = sub.add_parser("calibrate", help="measure a detector's sampling fraction with Geant4")
     p.add_argument("--detector", required=True, help="built-in name or YAML file")
-    p.add_argument("-n", type=int, default=20, help="photons per energy (default 20)")
     p.add_argument(
-        "--energies", default="1,10,100", help="photon energies in GeV (default 1,10,100)"
+        "-n", type=int, default=CALIBRATION.n, help=f"photons per energy (default {CALIBRATION.n})"
     )
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
+    p.add_argument(
+        "--energies", default=energies, help=f"photon energies in GeV (default {energies})"
+    )
+    p.add_argument("--seed", type=int, default=CALIBRATION.seed)
+    p.add_argument(
+        "--cut",
+        type=float,
+        default=SIMULATION.cut_mm,
+        help=f"production cut in mm (default {SIMULATION.cut_mm})",
+    )
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("simulate", help="simulate Geant4 showers into an HDF5 file")
     p.add_argument(
         "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
     )
-    p.add_argument("--particle", default="gamma", help="gamma, e- or e+ (default gamma)")
-    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
-    p.add_argument("--theta", default="1.5708", help="rad: fixed, A:B or log:A:B (default pi/2)")
-    p.add_argument("--phi", default="0", help="rad, taken modulo 2 pi: fixed or A:B (default 0)")
-    p.add_argument("-n", type=int, required=True, help="number of showers")
-    p.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
-    p.add_argument("--workers", type=int, default=1, help="parallel Geant4 processes (default 1)")
-    p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--cut", type=float, default=0.7, help="production cut in mm (default 0.7)")
-    p.add_argument("--cells", default="45x16x9", help="mesh cells z x phi x r (default 45x16x9)")
     p.add_argument(
-        "--chunk-size", type=int, default=50, help="showers per resumable chunk (default 50)"
+        "--particle",
+        default=SIMULATION.particle,
+        help=f"gamma, e- or e+ (default {SIMULATION.particle})",
+    )
+    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
+    p.add_argument(
+        "--theta",
+        default=SIMULATION.theta,
+        help=f"rad: fixed, A:B or log:A:B (default {SIMULATION.theta})",
+    )
+    p.add_argument(
+        "--phi",
+        default=SIMULATION.phi,
+        help=f"rad, taken modulo 2 pi: fixed or A:B (default {SIMULATION.phi})",
+    )
+    p.add_argument("-n", type=int, required=True, help="number of showers")
+    p.add_argument(
+        "--seed", type=int, default=SIMULATION.seed, help=f"run seed (default {SIMULATION.seed})"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=SIMULATION.workers,
+        help=f"parallel Geant4 processes (default {SIMULATION.workers})",
+    )
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument(
+        "--cut",
+        type=float,
+        default=SIMULATION.cut_mm,
+        help=f"production cut in mm (default {SIMULATION.cut_mm})",
+    )
+    p.add_argument(
+        "--cells",
+        default=SIMULATION.cells,
+        help=f"mesh cells z x phi x r (default {SIMULATION.cells})",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=SIMULATION.chunk_size,
+        help=f"showers per resumable chunk (default {SIMULATION.chunk_size})",
     )
     p.add_argument(
         "--allow-out-of-range",

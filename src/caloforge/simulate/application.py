@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from caloforge.config import SIMULATION
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, barrel_entry, deposit, direction
 from caloforge.simulate.emphysics import make_em_physics
@@ -62,7 +63,7 @@ class ShowerSimulator:
         detector: DetectorSpec,
         mesh: MeshSpec,
         particle: str,
-        cut_mm: float = 0.7,
+        cut_mm: float = SIMULATION.cut_mm,
         *,
         score_passive: bool = False,
         score: bool = True,

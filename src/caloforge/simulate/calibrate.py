@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from caloforge.config import CALIBRATION, SIMULATION
 from caloforge.errors import CaloforgeError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
@@ -104,10 +105,10 @@ def run_in_geant4_process(fn: Any, *args: Any) -> Any:
 
 def measure_sampling_fraction(
     detector: DetectorSpec,
-    energies_gev: tuple[float, ...] = (1.0, 10.0, 100.0),
-    n: int | tuple[int, ...] = 20,
-    seed: int = 1,
-    cut_mm: float = 0.7,
+    energies_gev: tuple[float, ...] = CALIBRATION.energies_gev,
+    n: int | tuple[int, ...] = CALIBRATION.n,
+    seed: int = CALIBRATION.seed,
+    cut_mm: float = SIMULATION.cut_mm,
 ) -> list[SamplingMeasurement]:
     """Measure the sampling fraction of ``detector`` with photons of the given energies.
 
@@ -140,7 +141,7 @@ def simulate_showers(
     mesh: MeshSpec,
     particle: str,
     conditions: list[Any],
-    cut_mm: float = 0.7,
+    cut_mm: float = SIMULATION.cut_mm,
     **options: Any,
 ) -> list[Any]:
     """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult.

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
+from caloforge.config import SIMULATION
 from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
@@ -45,8 +46,8 @@ class RunRequest:
     primary: PrimarySpec
     n: int
     seed: int
-    cut_mm: float = 0.7
-    chunk_size: int = 50
+    cut_mm: float = SIMULATION.cut_mm
+    chunk_size: int = SIMULATION.chunk_size
 
     def __post_init__(self) -> None:
         if self.n < 1:
