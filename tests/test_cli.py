@@ -91,35 +91,50 @@ def test_same_seed_gives_identical_showers_for_one_and_two_workers(one_worker, t
     _assert_same(one_worker, out)
 
 
-@pytest.mark.geant4
-def test_resume_after_kill_gives_the_same_file(one_worker, tmp_path):
-    out = tmp_path / "killed.h5"
+# Interrupted runs: 20 showers of 10 GeV in chunks of 2 take ~2 s after the first chunk, so
+# the signal sent when the first chunk appears lands well before the end.
+LONG = ["simulate", "--detector", "par04-siw", "--energy", "10", "--theta", "0.87:2.27",
+        "--phi", "0:6.2832", "--seed", "3", "--no-progress", "-n", "20", "--chunk-size", "2",
+        "--workers", "1"]  # fmt: skip
+
+
+def _start_and_signal_after_first_chunk(out: Path, sig: int) -> subprocess.Popen:
     partial = Path(str(out) + ".partial")
-    cmd = [
-        sys.executable,
-        "-m",
-        "caloforge.cli",
-        *SIM,
-        "-n",
-        "8",
-        "--chunk-size",
-        "3",
-        "--workers",
-        "1",
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "caloforge.cli", *LONG, "--out", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(partial.glob("chunk-*.npz")) and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert list(partial.glob("chunk-*.npz")), "no chunk was written before the kill"
+        time.sleep(0.02)
+    os.killpg(proc.pid, sig)
+    return proc
+
+
+@pytest.mark.geant4
+def test_resume_after_kill_gives_the_same_file(tmp_path):
+    out = tmp_path / "killed.h5"
+    partial = Path(str(out) + ".partial")
+    proc = _start_and_signal_after_first_chunk(out, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    done = len(list(partial.glob("chunk-*.npz")))
+    assert 1 <= done < 10, "the kill should land between the first and the last chunk"
     assert not out.exists()
-    assert main([*SIM, "-n", "8", "--chunk-size", "3", "--workers", "1", "--out", str(out)]) == 0
-    _assert_same(one_worker, out)
+    assert main([*LONG, "--out", str(out)]) == 0
     assert not partial.exists()
+    reference = tmp_path / "reference.h5"
+    assert main([*LONG, "--out", str(reference)]) == 0
+    _assert_same(reference, out)
+
+
+@pytest.mark.geant4
+def test_ctrl_c_stops_cleanly_and_keeps_finished_chunks(tmp_path):
+    out = tmp_path / "int.h5"
+    proc = _start_and_signal_after_first_chunk(out, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert list(Path(str(out) + ".partial").glob("chunk-*.npz"))
 
 
 def test_resume_with_other_arguments_is_refused(tmp_path, capsys):
@@ -163,32 +178,32 @@ def test_bad_simulate_input_gets_one_clear_message(args, message, tmp_path, caps
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_output_directory(tmp_path, capsys):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+def _read_only_directory(path: Path) -> bool:
+    """Make ``path`` unwritable, even for root (immutable flag) where chmod is not enough."""
+    path.chmod(0o500)
+    if os.access(path, os.W_OK):
+        subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+    return not os.access(path, os.W_OK)
+
+
+@pytest.mark.parametrize("case", ["read-only", "parent is a file"])
+def test_unwritable_output(tmp_path, capsys, case):
+    target = tmp_path / "ro"
+    if case == "parent is a file":
+        target.write_text("a file")
+    else:
+        target.mkdir()
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        assert (
-            main(
-                [
-                    "simulate",
-                    "--detector",
-                    "par04-siw",
-                    "--energy",
-                    "10",
-                    "-n",
-                    "1",
-                    "--out",
-                    str(ro / "x.h5"),
-                ]
-            )
-            == 1
-        )
-        assert "is not writable" in capsys.readouterr().err
+        if case == "read-only" and not _read_only_directory(target):
+            pytest.skip("cannot make a directory read-only here")
+        argv = ["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "1"]
+        assert main([*argv, "--out", str(target / "x.h5")]) == 1
+        err = capsys.readouterr().err
+        assert ("is not writable" if case == "read-only" else "is not a directory") in err
+        assert "Traceback" not in err
     finally:
-        ro.chmod(0o700)
+        subprocess.run(["chattr", "-i", str(target)], capture_output=True, check=False)
+        target.chmod(0o700)
 
 
 def test_existing_output_is_not_overwritten(tmp_path, capsys):

@@ -156,6 +156,8 @@ def check_output(out: Path, *, overwrite: bool = False) -> None:
         OutputError: if the directory is missing or read-only, or ``out`` exists.
     """
     parent = out.parent if str(out.parent) else Path()
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {out}: {parent} is not a directory")
     if not parent.is_dir():
         raise OutputError(f"cannot write {out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
