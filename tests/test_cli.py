@@ -242,3 +242,41 @@ def test_user_detector_from_yaml_gets_its_sampling_fraction_measured(tmp_path, c
     assert 0.005 < attrs["sampling_fraction"] < 0.05
     assert main(["inspect", str(out)]) == 0
     assert "my-pbsi" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["calibrate", "--detector", "par04-siw", "--energies", "1,ten"], "--energies '1,ten'"),
+        (["calibrate", "--detector", "par04-siw", "-n", "1"], "-n >= 2"),
+        (["calibrate", "--detector", "nope"], "unknown detector 'nope'"),
+        (["detectors", "--yaml", "nope"], "unknown detector 'nope'"),
+        (
+            ["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "0", "--out", "x.h5"],
+            "-n must be at least 1",
+        ),
+        (
+            [
+                "simulate",
+                "--detector",
+                "par04-siw",
+                "--energy",
+                "10",
+                "-n",
+                "1",
+                "--workers",
+                "0",
+                "--out",
+                "x.h5",
+            ],
+            "--workers must be at least 1",
+        ),
+    ],
+)
+def test_other_bad_arguments(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

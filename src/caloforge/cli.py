@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from caloforge import __version__
 from caloforge.config import CALIBRATION, SIMULATION
-from caloforge.errors import CaloforgeError
+from caloforge.errors import CaloforgeError, SpecError
 
 if TYPE_CHECKING:
     from caloforge.geometry.detectors import DetectorSpec
@@ -86,11 +86,23 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_energies(text: str) -> tuple[float, ...]:
+    try:
+        energies = tuple(float(e) for e in text.split(","))
+    except ValueError:
+        energies = ()
+    if not energies or not all(0 < e < float("inf") for e in energies):
+        raise SpecError(f"--energies {text!r}: expected positive energies in GeV like 1,10,100")
+    return energies
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from caloforge.simulate.calibrate import combine, measure_sampling_fraction
 
+    energies = _parse_energies(args.energies)
+    if args.n < 2 or not args.cut > 0:
+        raise SpecError(f"calibrate needs -n >= 2 and --cut > 0, got -n {args.n} --cut {args.cut}")
     spec, _ = _detector_with_properties(args.detector)
-    energies = tuple(float(e) for e in args.energies.split(","))
     measurements = measure_sampling_fraction(spec, energies, args.n, args.seed, args.cut)
     print(f"{'E [GeV]':>8} {'n':>5} {'sampling fraction':>20} {'E_active/E_inc':>15}")
     for m in measurements:
