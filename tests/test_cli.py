@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -280,3 +281,22 @@ def test_other_bad_arguments(argv, message, capsys, tmp_path, monkeypatch):
     assert message in err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.geant4
+def test_a_damaged_chunk_is_removed_and_simulated_again(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "d.h5"
+    partial = Path(str(out) + ".partial")
+    argv = [*SIM, "-n", "4", "--chunk-size", "2", "--out", str(out)]
+    monkeypatch.setattr(shutil, "rmtree", lambda *_, **__: None)  # keep the finished chunks
+    assert main(argv) == 0
+    monkeypatch.undo()
+    reference = _read(out)["showers"]
+    out.unlink()
+    (partial / "chunk-000001.npz").write_bytes(b"garbage")
+    assert main(argv) == 1
+    assert "was unreadable" in capsys.readouterr().err
+    assert not out.exists()
+    assert not (partial / "chunk-000001.npz").exists()
+    assert main(argv) == 0
+    assert np.array_equal(_read(out)["showers"], reference)

@@ -19,6 +19,7 @@ import os
 import queue
 import shutil
 import traceback
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,7 +111,6 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, p
                 theta=np.array([c.theta for c in conditions]),
                 phi=np.array([c.phi for c in conditions]),
                 showers=np.stack([r.voxels for r in out]),
-                active=np.array([r.active_mev for r in out]),
             )
             os.replace(tmp, path)
             results.put(("done", k))
@@ -242,10 +242,18 @@ def merge_chunks(request: RunRequest, partial: Path, out: Path, attrs: dict[str,
 
     with ShowerWriter(out, request.n, request.mesh.n_voxels, attrs) as writer:
         for k in range(request.n_chunks):
-            with np.load(_chunk_path(partial, k)) as chunk:
-                if not np.array_equal(chunk["index"], np.asarray(request.chunk_range(k))):
-                    raise OutputError(f"{partial}: chunk {k} is inconsistent; delete it and rerun")
-                writer.write(chunk["energy"], chunk["showers"], chunk["theta"], chunk["phi"])
+            path = _chunk_path(partial, k)
+            try:
+                with np.load(path) as chunk:
+                    if not np.array_equal(chunk["index"], np.asarray(request.chunk_range(k))):
+                        raise ValueError("showers of another chunk")
+                    writer.write(chunk["energy"], chunk["showers"], chunk["theta"], chunk["phi"])
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                path.unlink(missing_ok=True)  # simulated again by the next run
+                raise OutputError(
+                    f"{path} was unreadable ({exc.__class__.__name__}) and was removed; "
+                    "run the same command again to simulate it anew"
+                ) from None
     shutil.rmtree(partial, ignore_errors=True)
 
 
