@@ -239,7 +239,7 @@ def test_user_detector_from_yaml_gets_its_sampling_fraction_measured(tmp_path, c
     assert main([*argv, "--out", str(out)]) == 0
     attrs = _read(out)["attrs"]
     assert attrs["detector_name"] == "my-pbsi"
-    assert attrs["sampling_fraction_source"].startswith("measured at run start")
+    assert attrs["sampling_fraction_source"].startswith("measured by caloforge simulate")
     assert 0.005 < attrs["sampling_fraction"] < 0.05
     assert main(["inspect", str(out)]) == 0
     assert "my-pbsi" in capsys.readouterr().out
@@ -300,3 +300,49 @@ def test_a_damaged_chunk_is_removed_and_simulated_again(tmp_path, capsys, monkey
     assert not (partial / "chunk-000001.npz").exists()
     assert main(argv) == 0
     assert np.array_equal(_read(out)["showers"], reference)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "abc", "--out", "x.h5"],
+            "simulate: argument -n: invalid int value",
+        ),
+        (
+            ["simulate", "--energy", "10", "-n", "1", "--out", "x.h5"],
+            "the following arguments are required: --detector",
+        ),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_1(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("caloforge: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_theta_that_misses_the_barrel_is_refused_even_when_forced(tmp_path, capsys):
+    argv = ["simulate", "--detector", "par04-siw", "--energy", "10", "-n", "1",
+            "--theta", "0.3", "--allow-out-of-range", "--out", str(tmp_path / "x.h5")]  # fmt: skip
+    assert main(argv) == 1
+    assert "beyond its half-length 1000 mm" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "x.h5"
+    partial = Path(str(out) + ".partial")
+    assert main([*SIM, "-n", "1", "--out", str(out), "--workers", "0"]) == 1  # nothing started
+    capsys.readouterr()
+    partial.mkdir()
+    with (partial / "lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main([*SIM, "-n", "1", "--out", str(out)]) == 1
+    assert "another caloforge run is writing" in capsys.readouterr().err

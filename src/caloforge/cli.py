@@ -6,45 +6,24 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from caloforge import __version__
 from caloforge.config import CALIBRATION, SIMULATION
 from caloforge.errors import CaloforgeError, SpecError
 
-if TYPE_CHECKING:
-    from caloforge.geometry.detectors import DetectorSpec
-    from caloforge.simulate.materials import MaterialProperties
-
 log = logging.getLogger("caloforge")
 
 
-def _detector_with_properties(name: str) -> tuple[DetectorSpec, MaterialProperties]:
-    from caloforge.geometry.detectors import load_detector
-    from caloforge.simulate.materials import detector_properties
-
-    spec = load_detector(name)
-    return spec, detector_properties(spec)
-
-
-def _reference_properties() -> MaterialProperties:
-    from caloforge.geometry.mesh import REFERENCE_DETECTOR
-
-    return _detector_with_properties(REFERENCE_DETECTOR)[1]
-
-
 def cmd_detectors(args: argparse.Namespace) -> int:
-    from caloforge.geometry.detectors import builtin_detector_names
-    from caloforge.geometry.mesh import MeshSpec
+    from caloforge.geometry.detectors import builtin_detector_names, load_detector
+    from caloforge.simulate.materials import detector_mesh
 
     if args.yaml:
-        spec, _ = _detector_with_properties(args.yaml)
-        print(spec.to_yaml(), end="")
+        print(load_detector(args.yaml).to_yaml(), end="")
         return 0
     names = args.detector or builtin_detector_names()
-    ref = _reference_properties()
     header = (
         "name",
         "layers (* active)",
@@ -57,13 +36,13 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     )
     rows = [header]
     for name in names:
-        spec, p = _detector_with_properties(name)
+        spec = load_detector(name)
+        mesh, p = detector_mesh(spec)
         slices = " + ".join(
             f"{s.thickness_mm:g} mm {s.material.removeprefix('G4_')}{'*' if s.active else ''}"
             for s in spec.slices
         )
         sf = spec.sampling_fraction
-        mesh = MeshSpec.scaled(p.x0_mm, p.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm)
         rows.append(
             (
                 spec.name,
@@ -97,12 +76,13 @@ def _parse_energies(text: str) -> tuple[float, ...]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from caloforge.geometry.detectors import load_detector
     from caloforge.simulate.calibrate import combine, measure_sampling_fraction
 
     energies = _parse_energies(args.energies)
     if args.n < 2 or not args.cut > 0:
         raise SpecError(f"calibrate needs -n >= 2 and --cut > 0, got -n {args.n} --cut {args.cut}")
-    spec, _ = _detector_with_properties(args.detector)
+    spec = load_detector(args.detector)
     measurements = measure_sampling_fraction(spec, energies, args.n, args.seed, args.cut)
     print(f"{'E [GeV]':>8} {'n':>5} {'sampling fraction':>20} {'E_active/E_inc':>15}")
     for m in measurements:
@@ -110,7 +90,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"{m.energy_gev:>8g} {m.n:>5} {m.value:>12.5f} ± {m.error:.5f} {m.active_over_incident:>15.5f}"
         )
     value, error = combine(measurements)
-    command = f"caloforge calibrate --detector {args.detector} -n {args.n} --energies {args.energies} --seed {args.seed}"
+    command = (
+        f"caloforge calibrate --detector {args.detector} -n {args.n} "
+        f"--energies {args.energies} --seed {args.seed} --cut {args.cut:g}"
+    )
     print("\n# for the detector's YAML:")
     print(
         f"sampling_fraction: {{value: {value:.5f}, error: {error:.5f}, measured_with: '{command}'}}"
@@ -119,9 +102,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from caloforge.geometry.detectors import SamplingFraction
-    from caloforge.geometry.mesh import MeshSpec, parse_cells
-    from caloforge.simulate.calibrate import combine, measure_sampling_fraction
+    from caloforge.geometry.detectors import load_detector
+    from caloforge.geometry.mesh import parse_cells
+    from caloforge.simulate.materials import detector_mesh
     from caloforge.simulate.primaries import PrimarySpec, parse_particle, parse_spec
     from caloforge.simulate.runner import RunRequest, check_output, run
 
@@ -134,23 +117,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     primary.check_ranges(allow_out_of_range=args.allow_out_of_range)
     cells = parse_cells(args.cells)
-    check_output(out, overwrite=args.overwrite)
-    spec, props = _detector_with_properties(args.detector)
-    ref = _reference_properties()
-    mesh = MeshSpec.scaled(
-        props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, cells
-    )
-    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
     RunRequest.check_workers(args.workers)
-    if spec.sampling_fraction is None:
-        log.info("%s has no measured sampling fraction: measuring it first", spec.name)
-        energy, n = CALIBRATION.run_start_energy_gev, CALIBRATION.run_start_n
-        value, error = combine(
-            measure_sampling_fraction(spec, (energy,), n, CALIBRATION.seed, args.cut)
-        )
-        how = f"measured at run start: {n} photons of {energy:g} GeV"
-        spec = replace(spec, sampling_fraction=SamplingFraction(value, error, how))
-        request = replace(request, detector=spec)
+    check_output(out, overwrite=args.overwrite)
+    spec = load_detector(args.detector)
+    mesh, props = detector_mesh(spec, cells)
+    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
     run(
         request,
         out,
@@ -185,8 +156,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line, exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"caloforge: error: {self.prog.removeprefix('caloforge ')}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="caloforge", description=__doc__)
+    parser = _Parser(prog="caloforge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -5,6 +5,7 @@ Library functions and the command line take their defaults from these frozen dat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -13,7 +14,7 @@ class SimulationDefaults:
     """``caloforge simulate`` and the Geant4 application."""
 
     particle: str = "gamma"
-    theta: str = "1.5708"  # rad: normal incidence on the barrel
+    theta: str = repr(math.pi / 2)  # rad: normal incidence on the barrel
     phi: str = "0"  # rad
     seed: int = 1
     workers: int = 1

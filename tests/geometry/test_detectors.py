@@ -61,6 +61,8 @@ def _valid() -> dict:
         ),
         (lambda d: d.update(slices=[]), "non-empty list"),
         (lambda d: d["sampling_fraction"].update(value=2.0), "must be <= 1"),
+        (lambda d: d["sampling_fraction"].update(error="abc"), "error must be in"),
+        (lambda d: d["sampling_fraction"].update(error=-5), "error must be in"),
     ],
 )
 def test_invalid_descriptions_are_rejected(change, message):

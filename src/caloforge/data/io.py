@@ -55,18 +55,31 @@ def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 class ShowerWriter:
     """Write a shower file of known size chunk by chunk; the file appears only when complete.
 
-    Data go to ``<path>.tmp`` and are renamed to ``path`` by :meth:`close` once every row
-    was written, so an interrupted writer never leaves a half-written output.
+    Data go to ``<path>.tmp`` (or to a file in ``tmp_dir``, which must be on the same file
+    system) and are renamed to ``path`` by :meth:`close` once every row was written, so an
+    interrupted writer never leaves a half-written output. Errors of the file system become
+    :class:`~caloforge.errors.OutputError`.
     """
 
-    def __init__(self, path: str | Path, n: int, n_voxels: int, attrs: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        n: int,
+        n_voxels: int,
+        attrs: Mapping[str, Any],
+        *,
+        tmp_dir: str | Path | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = (Path(tmp_dir) if tmp_dir else self.path.parent) / (self.path.name + ".tmp")
         self.n = n
         self.written = 0
         self.finished = False
+        # Keep a few HDF5 chunks in the cache so that rows written in smaller pieces are
+        # compressed once, when their chunk is complete.
+        chunk_bytes = min(ROWS_PER_CHUNK, max(n, 1)) * max(n_voxels, 1) * 4
         try:
-            self.file = h5py.File(self.tmp, "w")
+            self.file = h5py.File(self.tmp, "w", rdcc_nbytes=max(4 * chunk_bytes, 1 << 20))
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
         try:
@@ -90,11 +103,16 @@ class ShowerWriter:
     ) -> None:
         """Append rows: energies, theta, phi of shape (k,), showers (k, V)."""
         k = len(energies)
+        if self.written + k > self.n or np.shape(showers) != (k, self.file["showers"].shape[1]):
+            raise OutputError(f"{self.path}: rows of shape {np.shape(showers)} do not fit")
         sl = slice(self.written, self.written + k)
-        self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
-        self.file["showers"][sl] = showers
-        self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
-        self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
+        try:
+            self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
+            self.file["showers"][sl] = showers
+            self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
+            self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
         self.written += k
 
     def close(self) -> None:
@@ -102,11 +120,15 @@ class ShowerWriter:
         if self.finished:
             return
         self.finished = True
-        self.file.close()
-        if self.written != self.n:
+        try:
+            self.file.close()
+            if self.written != self.n:
+                raise OutputError(f"{self.path}: {self.written} of {self.n} showers written")
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
+        finally:
             self.tmp.unlink(missing_ok=True)
-            raise OutputError(f"{self.path}: {self.written} of {self.n} showers written")
-        os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file."""

@@ -65,10 +65,6 @@ class DetectorSpec:
     def outer_radius_mm(self) -> float:
         return self.inner_radius_mm + self.depth_mm
 
-    @property
-    def materials(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.material for s in self.slices))
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -148,7 +144,12 @@ def detector_from_dict(data: Any, where: str = "detector") -> DetectorSpec:
         value = _positive(raw_sf["value"], "sampling_fraction.value", where)
         if value > 1:
             raise DetectorError(f"{where}: sampling_fraction.value must be <= 1, got {value}")
-        sf = SamplingFraction(value, float(raw_sf["error"]), str(raw_sf["measured_with"]))
+        error = raw_sf["error"]
+        if isinstance(error, bool) or not isinstance(error, int | float) or not 0 <= error < 1:
+            raise DetectorError(
+                f"{where}: sampling_fraction.error must be in [0, 1), got {error!r}"
+            )
+        sf = SamplingFraction(value, float(error), str(raw_sf["measured_with"]))
     name = data["name"]
     if not isinstance(name, str) or not name:
         raise DetectorError(f"{where}: 'name' must be a non-empty string")

@@ -11,8 +11,6 @@ with numpy.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -278,24 +276,3 @@ def _make_actions(sim: ShowerSimulator) -> tuple[Any, Any]:
             sim._end_event()
 
     return Generator(), EventAction()
-
-
-def silence_output(log_path: str | os.PathLike[str] = os.devnull) -> None:
-    """Send this process's stdout and stderr (Geant4's banner, tables, warnings) to a file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def hard_exit(code: int = 0, *queues: Any) -> None:
-    """End a Geant4 process without running its static destructors (they segfault).
-
-    Multiprocessing queues are flushed first: their feeder threads would die with the process.
-    """
-    for q in queues:
-        q.close()
-        q.join_thread()
-    os._exit(code)

@@ -8,19 +8,15 @@ catalog and copied into every file; files are never calibrated by their own ener
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import queue
-import traceback
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from caloforge.config import CALIBRATION, SIMULATION
-from caloforge.errors import CaloforgeError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
+from caloforge.simulate.process import run_in_geant4_process
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ def _measure(
         )
         results = sim.simulate(draw_conditions(spec, seed + i, range(n)))
         active = np.array([r.active_mev for r in results])
-        passive = np.array([0.0 if math.isnan(r.passive_mev) else r.passive_mev for r in results])
+        passive = np.array([r.passive_mev for r in results])
         ratio = active / (active + passive)
         out.append(
             SamplingMeasurement(
@@ -66,41 +62,6 @@ def _measure(
             )
         )
     return out
-
-
-def _child(fn: Any, args: tuple[Any, ...], results: Any) -> None:
-    from caloforge.simulate.application import hard_exit, silence_output
-
-    silence_output()
-    try:
-        results.put(("ok", fn(*args)))
-    except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
-        results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
-        hard_exit(1, results)
-    hard_exit(0, results)
-
-
-def run_in_geant4_process(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a spawned process (Geant4 cannot be torn down cleanly in-process)."""
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn, args, results), daemon=True)
-    proc.start()
-    try:
-        while True:
-            try:
-                kind, value = results.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not proc.is_alive() and results.empty():
-                    raise CaloforgeError(
-                        f"Geant4 process died (exit code {proc.exitcode})"
-                    ) from None
-    finally:
-        proc.join(timeout=10)
-    if kind != "ok":
-        raise CaloforgeError(f"Geant4 process failed: {value.splitlines()[0]}")
-    return value
 
 
 def measure_sampling_fraction(
@@ -121,36 +82,6 @@ def measure_sampling_fraction(
     """
     ns = (n,) * len(energies_gev) if isinstance(n, int) else tuple(n)
     return run_in_geant4_process(_measure, detector, tuple(energies_gev), ns, seed, cut_mm)
-
-
-def _simulate(
-    detector: DetectorSpec,
-    mesh: MeshSpec,
-    particle: str,
-    conditions: list[Any],
-    cut_mm: float,
-    options: dict[str, Any],
-) -> list[Any]:
-    from caloforge.simulate.application import ShowerSimulator
-
-    return ShowerSimulator(detector, mesh, particle, cut_mm, **options).simulate(conditions)
-
-
-def simulate_showers(
-    detector: DetectorSpec,
-    mesh: MeshSpec,
-    particle: str,
-    conditions: list[Any],
-    cut_mm: float = SIMULATION.cut_mm,
-    **options: Any,
-) -> list[Any]:
-    """Simulate showers of the given conditions in a Geant4 process; a list of ShowerResult.
-
-    ``options`` go to :class:`~caloforge.simulate.application.ShowerSimulator`.
-    """
-    return run_in_geant4_process(
-        _simulate, detector, mesh, particle, list(conditions), cut_mm, options
-    )
 
 
 def combine(measurements: list[SamplingMeasurement]) -> tuple[float, float]:

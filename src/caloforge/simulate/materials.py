@@ -19,6 +19,13 @@ from typing import Any
 
 from caloforge.errors import DetectorError
 from caloforge.geometry.detectors import DetectorSpec
+from caloforge.geometry.mesh import (
+    REFERENCE_DETECTOR,
+    REFERENCE_N_PHI,
+    REFERENCE_N_R,
+    REFERENCE_N_Z,
+    MeshSpec,
+)
 from caloforge.simulate.g4 import geant4
 
 E_S_MEV = 21.2052  # scale energy m_e c^2 sqrt(4 pi / alpha), PDG
@@ -30,11 +37,6 @@ class MaterialProperties:
 
     x0_mm: float  # radiation length
     moliere_radius_mm: float
-    density_g_cm3: float
-
-    @property
-    def critical_energy_mev(self) -> float:
-        return E_S_MEV * self.x0_mm / self.moliere_radius_mm
 
 
 def find_material(name: str) -> Any:
@@ -53,7 +55,7 @@ def find_material(name: str) -> Any:
 
 
 def material_properties(name: str) -> MaterialProperties:
-    """X0, Moliere radius and density of a Geant4 NIST material."""
+    """X0 and Moliere radius of a Geant4 NIST material."""
     g4 = geant4()
     material = find_material(name)
     gas = material.GetState() == g4.G4State.kStateGas
@@ -64,22 +66,30 @@ def material_properties(name: str) -> MaterialProperties:
         critical = 710.0 / (z + 0.92) if gas else 610.0 / (z + 1.24)  # MeV, PDG fits
         inverse_rm += critical * atoms_per_volume[i] * element.GetfRadTsai() / E_S_MEV
     return MaterialProperties(
-        x0_mm=material.GetRadlen() / g4.mm,
-        moliere_radius_mm=(1.0 / inverse_rm) / g4.mm,
-        density_g_cm3=material.GetDensity() / (g4.g / g4.cm3),
+        x0_mm=material.GetRadlen() / g4.mm, moliere_radius_mm=(1.0 / inverse_rm) / g4.mm
     )
 
 
 def detector_properties(spec: DetectorSpec) -> MaterialProperties:
-    """Effective X0, Moliere radius and mean density of a detector's layer structure."""
+    """Effective X0 and Moliere radius of a detector's layer structure."""
     total = spec.layer_thickness_mm
-    inv_x0 = inv_rm = density = 0.0
+    inv_x0 = inv_rm = 0.0
     for s in spec.slices:
         props = material_properties(s.material)
         fraction = s.thickness_mm / total
         inv_x0 += fraction / props.x0_mm
         inv_rm += fraction / props.moliere_radius_mm
-        density += fraction * props.density_g_cm3
-    return MaterialProperties(
-        x0_mm=1.0 / inv_x0, moliere_radius_mm=1.0 / inv_rm, density_g_cm3=density
-    )
+    return MaterialProperties(x0_mm=1.0 / inv_x0, moliere_radius_mm=1.0 / inv_rm)
+
+
+def detector_mesh(
+    spec: DetectorSpec, counts: tuple[int, int, int] | None = None
+) -> tuple[MeshSpec, MaterialProperties]:
+    """The scoring mesh of a detector (the reference extent in its X0 and R_M) and its properties."""
+    from caloforge.geometry.detectors import load_detector
+
+    props = detector_properties(spec)
+    ref = props if spec.name == REFERENCE_DETECTOR else detector_properties(load_detector(REFERENCE_DETECTOR))  # fmt: skip
+    counts = counts or (REFERENCE_N_Z, REFERENCE_N_PHI, REFERENCE_N_R)
+    mesh = MeshSpec.scaled(props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, counts)  # fmt: skip
+    return mesh, props

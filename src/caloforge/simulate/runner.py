@@ -12,16 +12,18 @@ number of workers or on interruptions.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import queue
 import shutil
-import traceback
 import zipfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.primaries import PrimarySpec, draw_conditions
+from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
 log = logging.getLogger(__name__)
 REQUEST_FILE = "request.json"
@@ -59,6 +62,15 @@ class RunRequest:
             raise SpecError(f"--cut must be positive, got {self.cut_mm}")
         if not 0 <= self.seed < 2**63:
             raise SpecError(f"--seed must be a non-negative integer, got {self.seed}")
+        half_length = self.detector.length_mm / 2
+        for theta in (self.primary.theta.low, self.primary.theta.high):
+            z = self.detector.inner_radius_mm / math.tan(theta)
+            if abs(z) >= half_length:
+                raise SpecError(
+                    f"--theta {self.primary.theta}: at theta = {theta:g} rad the particle enters "
+                    f"{self.detector.name} at z = {z:.0f} mm, beyond its half-length "
+                    f"{half_length:g} mm"
+                )
 
     @staticmethod
     def check_workers(workers: int) -> None:
@@ -76,7 +88,8 @@ class RunRequest:
     def identity(self) -> dict[str, Any]:
         """JSON-able description compared on resume (a different request cannot resume)."""
         d = asdict(self)
-        d["caloforge_version"] = __version__
+        # the per-shower random streams come from numpy's generators
+        d["versions"] = {"caloforge": __version__, "numpy": np.__version__}
         return json.loads(json.dumps(d))
 
 
@@ -89,21 +102,25 @@ def _chunk_path(partial: Path, k: int) -> Path:
 
 
 def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int) -> None:
-    from caloforge.simulate.application import ShowerSimulator, hard_exit, silence_output
+    from caloforge.simulate.application import ShowerSimulator
 
     silence_output(partial / f"geant4-{os.getpid()}.log")
     try:
         sim = ShowerSimulator(
             request.detector, request.mesh, request.primary.particle, request.cut_mm
         )
-        sim.on_shower = lambda: results.put(("tick", 1))
-        while (k := tasks.get()) is not None:
-            if os.getppid() != parent:  # the parent was killed: stop, its chunks are safe
+
+        def on_shower() -> None:
+            if os.getppid() != parent:  # the parent was killed: stop, finished chunks are safe
                 hard_exit(1)
+            results.put(("tick", 1))
+
+        sim.on_shower = on_shower
+        while (k := tasks.get()) is not None:
             conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
             out = sim.simulate(conditions)
             path = _chunk_path(partial, k)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one writer per temporary
             np.savez(
                 tmp,
                 index=np.array([r.index for r in out]),
@@ -115,8 +132,7 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, p
             os.replace(tmp, path)
             results.put(("done", k))
     except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
-        results.put(("error", f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"))
-        hard_exit(1, results)
+        report_failure(results, exc)
     hard_exit(0, results)
 
 
@@ -213,11 +229,15 @@ def simulate_to_chunks(
             try:
                 kind, value = results.get(timeout=1.0)
             except queue.Empty:
-                if not any(p.is_alive() for p in procs) and results.empty():
-                    codes = [p.exitcode for p in procs]
-                    raise CaloforgeError(
-                        f"Geant4 workers stopped unexpectedly (exit codes {codes})"
-                    ) from None
+                crashed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if crashed or not any(p.is_alive() for p in procs):
+                    # a worker may have died after writing its chunk but before saying so
+                    remaining = {k for k in remaining if not _chunk_path(partial, k).exists()}
+                    if remaining and results.empty():
+                        raise CaloforgeError(
+                            f"a Geant4 worker stopped unexpectedly (exit codes {crashed}); "
+                            "run the same command again to resume"
+                        ) from None
                 continue
             if kind == "tick":
                 done += value
@@ -226,8 +246,7 @@ def simulate_to_chunks(
             elif kind == "done":
                 remaining.discard(value)
             else:
-                log.debug("worker failure: %s", value)
-                raise CaloforgeError(f"a Geant4 worker failed: {value.splitlines()[0]}")
+                raise_failure("a Geant4 worker", value)
     finally:
         for p in procs:
             if remaining:
@@ -240,20 +259,21 @@ def merge_chunks(request: RunRequest, partial: Path, out: Path, attrs: dict[str,
     """Write the chunks, in order, into ``out`` (atomically) and remove ``partial``."""
     from caloforge.data.io import ShowerWriter
 
-    with ShowerWriter(out, request.n, request.mesh.n_voxels, attrs) as writer:
+    with ShowerWriter(out, request.n, request.mesh.n_voxels, attrs, tmp_dir=partial) as writer:
         for k in range(request.n_chunks):
             path = _chunk_path(partial, k)
             try:
                 with np.load(path) as chunk:
-                    if not np.array_equal(chunk["index"], np.asarray(request.chunk_range(k))):
-                        raise ValueError("showers of another chunk")
-                    writer.write(chunk["energy"], chunk["showers"], chunk["theta"], chunk["phi"])
+                    rows = {key: chunk[key] for key in ("index", "energy", "showers", "theta", "phi")}  # fmt: skip
+                if not np.array_equal(rows["index"], np.asarray(request.chunk_range(k))):
+                    raise ValueError("showers of another chunk")
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 path.unlink(missing_ok=True)  # simulated again by the next run
                 raise OutputError(
                     f"{path} was unreadable ({exc.__class__.__name__}) and was removed; "
                     "run the same command again to simulate it anew"
                 ) from None
+            writer.write(rows["energy"], rows["showers"], rows["theta"], rows["phi"])
     shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -310,6 +330,39 @@ def file_attributes(request: RunRequest, x0_mm: float, moliere_radius_mm: float)
     }
 
 
+@contextmanager
+def _exclusive(partial: Path, out: Path) -> Iterator[None]:
+    """Hold a lock on the partial directory: one run per output at a time."""
+    try:
+        handle = (partial / "lock").open("w")
+    except OSError as exc:
+        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"another caloforge run is writing {out} right now") from None
+        yield
+
+
+def with_sampling_fraction(request: RunRequest) -> RunRequest:
+    """The request, its detector given a sampling fraction measured now if it has none."""
+    from caloforge.config import CALIBRATION
+    from caloforge.geometry.detectors import SamplingFraction
+    from caloforge.simulate.calibrate import combine, measure_sampling_fraction
+
+    if request.detector.sampling_fraction is not None:
+        return request
+    energy, n = CALIBRATION.run_start_energy_gev, CALIBRATION.run_start_n
+    log.info("%s has no sampling fraction: measuring it (%d photons of %g GeV)", request.detector.name, n, energy)  # fmt: skip
+    value, error = combine(
+        measure_sampling_fraction(request.detector, (energy,), n, CALIBRATION.seed, request.cut_mm)
+    )
+    how = f"measured by caloforge simulate: {n} photons of {energy:g} GeV"
+    detector = replace(request.detector, sampling_fraction=SamplingFraction(value, error, how))
+    return replace(request, detector=detector)
+
+
 def run(
     request: RunRequest,
     out: Path,
@@ -320,11 +373,20 @@ def run(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> None:
-    """Simulate ``request`` into ``out``, resuming an interrupted run with the same request."""
+    """Simulate ``request`` into ``out``, resuming an interrupted run with the same request.
+
+    A detector without a sampling fraction gets one measured once all showers exist, just
+    before the file is written (its showers do not depend on it).
+    """
     check_output(out, overwrite=overwrite)
-    bar = Progress(request.n, enabled=show_progress)
-    try:
-        partial = simulate_to_chunks(request, out, workers, bar)
-    finally:
-        bar.close()
-    merge_chunks(request, partial, out, file_attributes(request, x0_mm, moliere_radius_mm))
+    RunRequest.check_workers(workers)
+    partial = _prepare_partial(request, out)
+    with _exclusive(partial, out):
+        bar = Progress(request.n, enabled=show_progress)
+        try:
+            simulate_to_chunks(request, out, workers, bar)
+        finally:
+            bar.close()
+        request = with_sampling_fraction(request)
+        attrs = file_attributes(request, x0_mm, moliere_radius_mm)
+        merge_chunks(request, partial, out, attrs)

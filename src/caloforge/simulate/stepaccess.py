@@ -9,8 +9,9 @@ same values lie at fixed offsets of the C++ objects: ``G4Step`` starts with
 
 These offsets belong to the pinned ``geant4-pybind`` build (as do the symbols of
 :mod:`caloforge.simulate.emphysics`). They are never trusted blindly: a :class:`StepReader`
-starts on the bindings and compares both paths on the first steps of a run; only if every
-value agrees bit for bit does it switch to direct reads, otherwise it stays on the bindings.
+starts on the bindings and, with the pinned wheel only, compares both paths on the first
+steps of a run; only if every value agrees bit for bit does it switch to direct reads,
+otherwise it stays on the bindings.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ STEP_EDEP_OFFSET = 0  # G4Step::fTotalEnergyDeposit
 STEP_POST_POINT_OFFSET = 24  # G4Step::fpPostStepPoint
 POINT_POSITION_OFFSET = 0  # G4StepPoint::fPosition
 VALIDATION_STEPS = 200
+PINNED_WHEEL = "0.1.3"  # the geant4-pybind build these offsets belong to
 
 
 class _Vector(ctypes.Structure):
@@ -62,8 +64,12 @@ class StepReader:
     """
 
     def __init__(self, *, allow_direct: bool = True) -> None:
+        from importlib.metadata import version
+
         self.direct = False
-        self.checked = 0 if allow_direct else -1
+        # Another build could crash on the very first direct read: never try it there.
+        pinned = version("geant4-pybind") == PINNED_WHEEL
+        self.checked = 0 if allow_direct and pinned else -1
 
     def validate(self, step: Any, expected: tuple[float, float, float, float]) -> None:
         """Compare a step read through the bindings with a direct read."""
