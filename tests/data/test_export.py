@@ -17,7 +17,8 @@ from caloforge.data.io import iter_chunks, read_attrs
 from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.geometry.mesh import MeshSpec
 
-SMALL_MESH = MeshSpec(n_z=3, n_phi=2, n_r=2)  # 12 voxels
+MESH = MeshSpec()  # CaloChallenge dataset 2's 45 x 16 x 9, the only kind export accepts
+V = MESH.n_voxels
 THRESHOLD = 0.5e-3 / 0.033  # MeV, the default: CaloChallenge datasets 2/3
 
 
@@ -33,14 +34,14 @@ def _leftovers(out: Path) -> list[str]:
 def test_divides_by_the_sampling_fraction_and_applies_the_threshold(tmp_path, make_caloforge_file):
     sf = 0.0331
     rng = np.random.default_rng(1)
-    raw = (rng.uniform(0.01, 50.0, size=(5, 12))).astype(np.float32)  # far above the threshold
+    raw = (rng.uniform(0.01, 50.0, size=(5, V))).astype(np.float32)  # far above the threshold
     raw[0, 0] = sf * THRESHOLD * (1 - 1e-4)  # just below after calibration -> 0
     raw[0, 1] = sf * THRESHOLD * (1 + 1e-4)  # just above -> kept
     raw[1, 2] = -0.3  # negative -> 0
     raw[2, 3] = 0.0
     src = make_caloforge_file(
         tmp_path / "raw.h5",
-        mesh=SMALL_MESH,
+        mesh=MESH,
         sampling_fraction=sf,
         energies=np.linspace(1e3, 5e3, 5),
         showers=raw,
@@ -64,7 +65,7 @@ def test_divides_by_the_sampling_fraction_and_applies_the_threshold(tmp_path, ma
 
 
 def test_exported_attributes_say_calibrated(tmp_path, make_caloforge_file):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=SMALL_MESH, sampling_fraction=0.0312)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=MESH, sampling_fraction=0.0312)
     out = tmp_path / "cc.h5"
     export_calochallenge(src, out, threshold_mev=0.02)
     src_attrs, attrs = read_attrs(src), read_attrs(out)
@@ -102,7 +103,7 @@ def test_export_reads_as_calochallenge_dataset_2(tmp_path, make_caloforge_file):
 
 
 def test_already_calibrated_file_is_refused_and_nothing_written(tmp_path, make_caloforge_file):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=SMALL_MESH)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=MESH)
     out = tmp_path / "cc.h5"
     export_calochallenge(src, out)
     again = tmp_path / "cc2.h5"
@@ -114,7 +115,7 @@ def test_already_calibrated_file_is_refused_and_nothing_written(tmp_path, make_c
 @pytest.mark.parametrize("value", [None, math.nan, 0.0, -0.03, "0.03"])
 def test_missing_or_invalid_sampling_fraction_is_refused(tmp_path, make_caloforge_file, value):
     attrs = {"sampling_fraction": value}
-    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=SMALL_MESH, attrs=attrs)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=MESH, attrs=attrs)
     out = tmp_path / "cc.h5"
     with pytest.raises(DataError, match="no valid sampling fraction"):
         export_calochallenge(src, out)
@@ -142,11 +143,11 @@ def test_calochallenge_layout_file_is_refused(tmp_path):
 )
 def test_bad_input_leaves_no_output(tmp_path, make_caloforge_file, field, row, value, message):
     energies = np.full(8, 1e4)
-    showers = np.ones((8, 12))
+    showers = np.ones((8, V))
     theta = np.full(8, 1.5)
     {"showers": showers[:, 0], "energies": energies, "theta": theta}[field][row] = value
     src = make_caloforge_file(
-        tmp_path / "raw.h5", mesh=SMALL_MESH, energies=energies, showers=showers, theta=theta
+        tmp_path / "raw.h5", mesh=MESH, energies=energies, showers=showers, theta=theta
     )
     out = tmp_path / "cc.h5"
     with pytest.raises(DataError, match=message):
@@ -157,17 +158,17 @@ def test_bad_input_leaves_no_output(tmp_path, make_caloforge_file, field, row, v
 def test_existing_output_needs_overwrite_and_survives_a_failed_export(
     tmp_path, make_caloforge_file
 ):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=SMALL_MESH)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=3, mesh=MESH)
     out = tmp_path / "cc.h5"
     out.write_bytes(b"old")
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         export_calochallenge(src, out)
     assert out.read_bytes() == b"old"
 
-    showers = np.ones((3, 12))
+    showers = np.ones((3, V))
     showers[2, 2] = np.nan
     bad = make_caloforge_file(
-        tmp_path / "bad.h5", mesh=SMALL_MESH, energies=np.full(3, 1e3), showers=showers
+        tmp_path / "bad.h5", mesh=MESH, energies=np.full(3, 1e3), showers=showers
     )
     with pytest.raises(DataError):
         export_calochallenge(bad, out, overwrite=True, chunk_size=1)
@@ -179,20 +180,20 @@ def test_existing_output_needs_overwrite_and_survives_a_failed_export(
 
 
 def test_output_may_not_be_the_input(tmp_path, make_caloforge_file):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=SMALL_MESH)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=MESH)
     with pytest.raises(OutputError, match="is the input file"):
         export_calochallenge(src, src, overwrite=True)
     assert read_attrs(src)["calibrated"] is False
 
 
 def test_negative_threshold_is_refused(tmp_path, make_caloforge_file):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=SMALL_MESH)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=MESH)
     with pytest.raises(SpecError, match="threshold"):
         export_calochallenge(src, tmp_path / "cc.h5", threshold_mev=-1.0)
 
 
 def test_cli_export(tmp_path, make_caloforge_file, capsys):
-    src = make_caloforge_file(tmp_path / "raw.h5", n=4, mesh=SMALL_MESH)
+    src = make_caloforge_file(tmp_path / "raw.h5", n=4, mesh=MESH)
     out = tmp_path / "cc.h5"
     assert (
         main(["export", "--calochallenge", str(src), "--out", str(out), "--threshold-kev", "20"])
@@ -213,3 +214,20 @@ def test_cli_export(tmp_path, make_caloforge_file, capsys):
 
     assert main(["export", "--calochallenge", str(src), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_meshes_the_evaluation_cannot_read_are_refused(tmp_path, make_caloforge_file):
+    src = make_caloforge_file(tmp_path / "raw.h5", n=2, mesh=MeshSpec(n_z=3, n_phi=2, n_r=2))
+    with pytest.raises(DataError, match=r"45x16x9 \(dataset 2\) or 45x50x18 \(dataset 3\)"):
+        export_calochallenge(src, tmp_path / "cc.h5")
+    assert _leftovers(tmp_path / "cc.h5") == []
+
+
+def test_the_geometry_of_the_cells_is_recorded(tmp_path, make_caloforge_file):
+    par04 = make_caloforge_file(tmp_path / "a.h5", n=2)
+    scaled = make_caloforge_file(tmp_path / "b.h5", n=2, mesh=MeshSpec(dz_mm=7.19, dr_mm=8.70))
+    export_calochallenge(par04, tmp_path / "a_cc.h5")
+    export_calochallenge(scaled, tmp_path / "b_cc.h5")
+    assert read_attrs(tmp_path / "a_cc.h5")["calochallenge_geometry"] == "dataset 2"
+    note = read_attrs(tmp_path / "b_cc.h5")["calochallenge_geometry"]
+    assert note.startswith("dataset 2 voxel layout with cells of 7.19 x 8.7 mm")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,35 @@ def _check_chunk(
             f"{src}: shower {row} has a non-positive incident energy "
             f"({energies[nonpositive[0]]:g} MeV); refusing to export"
         )
+
+
+# The meshes of CaloChallenge datasets 2 and 3 (Par04 W/Si), by cell counts (z, phi, r).
+CALOCHALLENGE_MESHES = {(45, 16, 9): ("2", 3.4, 4.65), (45, 50, 18): ("3", 3.4, 2.325)}
+
+
+def _calochallenge_geometry(src: Path, attrs: dict[str, Any]) -> str:
+    """Which CaloChallenge dataset layout the file's mesh has, and how its cells differ."""
+    raw = attrs.get("mesh")
+    mesh: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    counts = (mesh.get("n_z"), mesh.get("n_phi"), mesh.get("n_r"))
+    if counts not in CALOCHALLENGE_MESHES:
+        found = "x".join(str(c) for c in counts)
+        raise DataError(
+            f"{src} has a {found} mesh; the CaloChallenge evaluation reads 45x16x9 (dataset 2) "
+            "or 45x50x18 (dataset 3) meshes: simulate with --cells 45x16x9 or 45x50x18"
+        )
+    dataset, dz, dr = CALOCHALLENGE_MESHES[counts]
+    if math.isclose(mesh["dz_mm"], dz, rel_tol=1e-6) and math.isclose(
+        mesh["dr_mm"], dr, rel_tol=1e-6
+    ):
+        return f"dataset {dataset}"
+    note = (
+        f"dataset {dataset} voxel layout with cells of {mesh['dz_mm']:.3g} x {mesh['dr_mm']:.3g} mm "
+        f"(z x r) instead of {dz} x {dr} mm: the same extent in units of X0 and R_M, so the "
+        "evaluation's distances are in par04-siw millimetres"
+    )
+    log.warning("%s: %s", src, note)
+    return note
 
 
 def export_calochallenge(
@@ -122,6 +152,7 @@ def export_calochallenge(
         )
     if n == 0:
         raise DataError(f"{src} holds no showers")
+    geometry = _calochallenge_geometry(src, attrs)
     if out.exists() and out.resolve() == src.resolve():
         raise OutputError(f"{out} is the input file; choose another output")
     if out.is_dir():
@@ -138,6 +169,7 @@ def export_calochallenge(
         calibration=f"voxels divided by the detector sampling fraction {sampling_fraction} "
         f"({source})",
         threshold_mev=float(threshold_mev),
+        calochallenge_geometry=geometry,
         exported_from=src.name,
         content="calibrated energy: active-material energy divided by the sampling fraction, "
         f"voxels below {threshold_mev:g} MeV set to 0",
