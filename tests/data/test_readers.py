@@ -66,3 +66,14 @@ def test_writer_leaves_nothing_behind_when_incomplete_or_failing(tmp_path):
     with pytest.raises(RuntimeError), ShowerWriter(out, 2, 4, {}):
         raise RuntimeError
     assert list(tmp_path.iterdir()) == []
+
+
+def test_iter_showers_streams_shower_data(tmp_path, make_caloforge_file):
+    from caloforge.data.readers import iter_showers
+
+    path = make_caloforge_file(tmp_path / "f.h5", n=7)
+    chunks = list(iter_showers(path, chunk_size=3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    full = read_showers(path)
+    np.testing.assert_array_equal(np.concatenate([c.showers for c in chunks]), full.showers)
+    assert all(c.binning == full.binning for c in chunks)

@@ -11,7 +11,9 @@ Three kinds of files are read on their binning:
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.data.io import FORMAT_NAME, check_layout, decode_attrs, open_h5
+from caloforge.data.io import FORMAT_NAME, check_layout, decode_attrs, iter_chunks, open_h5
 from caloforge.data.showers import ShowerData
 from caloforge.errors import DataError, SpecError
 from caloforge.geometry.binning import (
@@ -31,6 +33,7 @@ from caloforge.geometry.binning import (
 from caloforge.geometry.mesh import MeshSpec
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -128,6 +131,8 @@ def describe_file(
         n = check_layout(f, path, require_angles=is_caloforge)
         n_voxels = int(f["showers"].shape[1])
     if is_caloforge and own_mesh:
+        if dataset is not None or binning_xml is not None:
+            log.warning("%s is a caloforge file: read on its own mesh, not the binning given", path)
         kind, binning = "caloforge", _mesh_binning(path, attrs, n_voxels)
     else:
         kind, binning = _other_binning(path, n_voxels, dataset, binning_xml)
@@ -176,3 +181,16 @@ def read_showers(
             attrs.setdefault("dataset", info.kind.removeprefix("calochallenge-"))
             attrs.setdefault("calibrated", True)
     return ShowerData(energies, showers, info.binning, angles[0], angles[1], attrs)
+
+
+def iter_showers(
+    path: PathLike,
+    chunk_size: int = 1000,
+    *,
+    dataset: str | None = None,
+    binning_xml: PathLike | None = None,
+) -> Iterator[ShowerData]:
+    """Stream any shower file as :class:`ShowerData` chunks of ``chunk_size`` showers."""
+    info = describe_file(path, dataset, binning_xml)
+    for energies, showers, theta, phi in iter_chunks(info.path, chunk_size):
+        yield ShowerData(energies, showers, info.binning, theta, phi, dict(info.attrs))
