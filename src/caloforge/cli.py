@@ -156,6 +156,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults in --help, except for required options and flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's error convention: one line, exit code 1."""
 
@@ -168,8 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
     sub = parser.add_subparsers(dest="command", required=True)
+    formatter = _HelpFormatter
 
-    p = sub.add_parser("detectors", help="list the built-in detectors and their properties")
+    p = sub.add_parser(
+        "detectors",
+        formatter_class=formatter,
+        help="list the built-in detectors and their properties",
+    )
     p.add_argument("--detector", action="append", help="only this detector (name or YAML file)")
     p.add_argument(
         "--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)"
@@ -177,70 +191,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_detectors)
 
     energies = ",".join(f"{e:g}" for e in CALIBRATION.energies_gev)
-    p = sub.add_parser("calibrate", help="measure a detector's sampling fraction with Geant4")
+    p = sub.add_parser(
+        "calibrate",
+        formatter_class=formatter,
+        help="measure a detector's sampling fraction with Geant4",
+    )
     p.add_argument("--detector", required=True, help="built-in name or YAML file")
-    p.add_argument(
-        "-n", type=int, default=CALIBRATION.n, help=f"photons per energy (default {CALIBRATION.n})"
-    )
-    p.add_argument(
-        "--energies", default=energies, help=f"photon energies in GeV (default {energies})"
-    )
-    p.add_argument("--seed", type=int, default=CALIBRATION.seed)
+    p.add_argument("-n", type=int, default=CALIBRATION.n, help="photons per energy")
+    p.add_argument("--energies", default=energies, help="photon energies in GeV")
+    p.add_argument("--seed", type=int, default=CALIBRATION.seed, help="run seed")
     p.add_argument(
         "--cut",
         type=float,
         default=SIMULATION.cut_mm,
-        help=f"production cut in mm (default {SIMULATION.cut_mm})",
+        help="production cut in mm",
     )
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("simulate", help="simulate Geant4 showers into an HDF5 file")
+    p = sub.add_parser(
+        "simulate", formatter_class=formatter, help="simulate Geant4 showers into an HDF5 file"
+    )
     p.add_argument(
         "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
     )
     p.add_argument(
         "--particle",
         default=SIMULATION.particle,
-        help=f"gamma, e- or e+ (default {SIMULATION.particle})",
+        help="gamma, e- or e+",
     )
     p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
     p.add_argument(
         "--theta",
         default=SIMULATION.theta,
-        help=f"rad: fixed, A:B or log:A:B (default {SIMULATION.theta})",
+        help="rad: fixed, A:B or log:A:B",
     )
     p.add_argument(
         "--phi",
         default=SIMULATION.phi,
-        help=f"rad, taken modulo 2 pi: fixed or A:B (default {SIMULATION.phi})",
+        help="rad, taken modulo 2 pi: fixed or A:B",
     )
     p.add_argument("-n", type=int, required=True, help="number of showers")
-    p.add_argument(
-        "--seed", type=int, default=SIMULATION.seed, help=f"run seed (default {SIMULATION.seed})"
-    )
+    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
     p.add_argument(
         "--workers",
         type=int,
         default=SIMULATION.workers,
-        help=f"parallel Geant4 processes (default {SIMULATION.workers})",
+        help="parallel Geant4 processes",
     )
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument(
         "--cut",
         type=float,
         default=SIMULATION.cut_mm,
-        help=f"production cut in mm (default {SIMULATION.cut_mm})",
+        help="production cut in mm",
     )
     p.add_argument(
         "--cells",
         default=SIMULATION.cells,
-        help=f"mesh cells z x phi x r (default {SIMULATION.cells})",
+        help="mesh cells z x phi x r",
     )
     p.add_argument(
         "--chunk-size",
         type=int,
         default=SIMULATION.chunk_size,
-        help=f"showers per resumable chunk (default {SIMULATION.chunk_size})",
+        help="showers per resumable chunk",
     )
     p.add_argument(
         "--allow-out-of-range",
@@ -251,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("inspect", help="summarise and validate a shower file")
+    p = sub.add_parser(
+        "inspect", formatter_class=formatter, help="summarise and validate a shower file"
+    )
     p.add_argument("file")
     p.add_argument(
         "--calochallenge",
@@ -261,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binning", help="CaloChallenge binning XML to read the file with")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("export", help="write a calibrated copy for the CaloChallenge evaluation")
+    p = sub.add_parser(
+        "export",
+        formatter_class=formatter,
+        help="write a calibrated copy for the CaloChallenge evaluation",
+    )
     p.add_argument(
         "--calochallenge", dest="input", required=True, metavar="IN", help="caloforge shower file"
     )
