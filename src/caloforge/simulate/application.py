@@ -10,6 +10,7 @@ with numpy.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,7 +124,9 @@ class ShowerSimulator:
         c = self._queue[len(self._results)]
         d = direction(c.theta, c.phi)
         origin = barrel_entry(c.theta, c.phi, self.detector.inner_radius_mm)
-        hits = np.asarray(self._hits, dtype=np.float64).reshape(-1, 4)  # (H, 4): x, y, z, E
+        # (H, 4): x, y, z, E; fromiter is ~2x faster than asarray on a list of tuples
+        flat = itertools.chain.from_iterable(self._hits)
+        hits = np.fromiter(flat, np.float64, 4 * len(self._hits)).reshape(-1, 4)
         voxels = deposit(self.mesh, hits[:, :3], hits[:, 3], origin, d)
         if self.score_passive:
             active, passive = self._active[0], self._passive[0]
