@@ -186,28 +186,27 @@ def check_output(out: Path, *, overwrite: bool = False) -> None:
 
 def simulate_to_chunks(
     request: RunRequest,
-    out: Path,
+    partial: Path,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Simulate every missing chunk of ``request``; return the partial directory.
+) -> None:
+    """Simulate every chunk of ``request`` missing from the partial directory.
 
     Args:
         request: the run.
-        out: the final output path (chunks live in ``<out>.partial``).
+        partial: the run's partial directory (from :func:`_prepare_partial`).
         workers: number of Geant4 processes.
         progress: called as ``progress(done_showers, total)`` after every shower.
 
     Raises:
         CaloforgeError: if a worker fails.
     """
-    partial = _prepare_partial(request, out)
     todo = [k for k in range(request.n_chunks) if not _chunk_path(partial, k).exists()]
     done = request.n - sum(len(request.chunk_range(k)) for k in todo)
     if progress:
         progress(done, request.n)
     if not todo:
-        return partial
+        return
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     n_workers = max(1, min(workers, len(todo)))
@@ -252,7 +251,6 @@ def simulate_to_chunks(
             if remaining:
                 p.terminate()
             p.join(timeout=10)
-    return partial
 
 
 def merge_chunks(request: RunRequest, partial: Path, out: Path, attrs: dict[str, Any]) -> None:
@@ -384,7 +382,7 @@ def run(
     with _exclusive(partial, out):
         bar = Progress(request.n, enabled=show_progress)
         try:
-            simulate_to_chunks(request, out, workers, bar)
+            simulate_to_chunks(request, partial, workers, bar)
         finally:
             bar.close()
         request = with_sampling_fraction(request)
