@@ -156,6 +156,75 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from caloforge.config import PUBLISHED_CLASSIFIER, ClassifierConfig, EvaluationConfig
+    from caloforge.evaluate.report import evaluate
+
+    classifier = PUBLISHED_CLASSIFIER if args.classifier == "published" else ClassifierConfig()
+    if args.classifier_repeats is not None:
+        classifier = replace(classifier, repeats=args.classifier_repeats)
+    if args.classifier_epochs is not None:
+        classifier = replace(classifier, epochs=args.classifier_epochs)
+    if classifier.repeats < 1 or classifier.epochs < 1:
+        raise SpecError("--classifier-repeats and --classifier-epochs must be >= 1")
+    if args.threshold is not None and not args.threshold >= 0:
+        raise SpecError(f"--threshold must be >= 0 keV, got {args.threshold}")
+    if args.limit is not None and args.limit < 1:
+        raise SpecError(f"--limit must be >= 1, got {args.limit}")
+    config = EvaluationConfig(
+        threshold_mev=None if args.threshold is None else args.threshold / 1000.0,
+        classifier=classifier,
+        low_level=not args.no_low_level,
+        seed=args.seed,
+        limit=args.limit,
+        plots=not args.no_plots,
+    )
+    metrics = evaluate(
+        args.reference,
+        args.generated,
+        args.out,
+        config,
+        binning_xml=args.binning,
+        overwrite=args.overwrite,
+        progress=None if args.no_progress else _progress_bar,
+    )
+    baseline = metrics.get("baseline", {})
+
+    def show(key: str, scale: float = 1.0) -> str:
+        def fmt(entry: dict[str, float] | None) -> str:
+            if not entry or entry.get("value") is None:
+                return "-"
+            return f"{entry['value'] * scale:.4g} +- {(entry['error'] or 0) * scale:.2g}"
+
+        return f"  {key + (' x1e3' if scale != 1 else ''):<22}{fmt(metrics.get(key)):<24}{fmt(baseline.get(key))}"
+
+    print(f"{'':<24}{'generated vs Geant4':<24}Geant4 vs Geant4")
+    for key in ("auc_low", "auc_high", "jsd_low", "jsd_high"):
+        if key in metrics:
+            print(show(key))
+    print(show("fpd", 1e3))
+    print(show("kpd", 1e3))
+    sep, sep_base = metrics["separation_power"], baseline.get("separation_power", {})
+    base = f"{sep_base['e_ratio']:.4g}" if sep_base else "-"
+    print(f"  {'sep. power E_ratio':<22}{sep['e_ratio']:<24.4g}{base}")
+    summary = metrics["separation_power_summary"]
+    base_summary = baseline.get("separation_power_summary")
+    base = f"{base_summary['mean']:.4g}" if base_summary else "-"
+    print(f"  {'sep. power, mean':<22}{summary['mean']:<24.4g}{base}")
+    for note in metrics["notes"]:
+        print(f"note: {note}")
+    print(f"report: {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def _progress_bar(description: str, total: int):  # type: ignore[no-untyped-def]
+    from caloforge.evaluate.report import _tqdm_progress
+
+    return _tqdm_progress(description, total)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show defaults in --help, except for required options and flags."""
 
@@ -294,6 +363,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "evaluate",
+        formatter_class=formatter,
+        help="compare generated showers with a Geant4 reference (CaloChallenge metrics)",
+    )
+    p.add_argument(
+        "--reference", required=True, help="Geant4 shower file (caloforge or CaloChallenge)"
+    )
+    p.add_argument("--generated", required=True, help="shower file to evaluate")
+    p.add_argument(
+        "--out", required=True, help="report directory (metrics.json, plots, index.html)"
+    )
+    p.add_argument("--binning", help="binning XML of CaloChallenge-layout files (default: detect)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="voxel threshold in keV (default: 0.5 raw, 15.15 calibrated, 1000 dataset 1)",
+    )
+    p.add_argument(
+        "--classifier",
+        choices=["default", "published"],
+        default="default",
+        help="default: small MLP for a CPU; published: 2 x 2048, 50 epochs, float64, 10 repeats",
+    )
+    p.add_argument("--classifier-repeats", type=int, help="trainings averaged per classifier")
+    p.add_argument("--classifier-epochs", type=int, help="epochs per training")
+    p.add_argument("--no-low-level", action="store_true", help="skip the voxel-level classifier")
+    p.add_argument("--no-plots", action="store_true", help="numbers only: no PNG plots")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, classifiers, bootstraps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,282 @@
+"""The two samples of an evaluation: loading, compatibility checks, threshold, condition bins.
+
+Every problem a user can cause (an empty file, NaN, different voxel counts or energy scales,
+conditions the reference does not cover) is a :class:`~caloforge.errors.DataError` raised
+before any metric is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from caloforge.data.inspect import THRESHOLD_DATASET_1_MEV, THRESHOLD_DATASETS_2_3_MEV
+from caloforge.data.readers import PathLike, describe_file, read_showers
+from caloforge.data.showers import ShowerData
+from caloforge.errors import DataError
+
+THRESHOLD_RAW_MEV = 0.5e-3
+"""Voxel threshold on raw active-material energies: the 0.5 keV read-out threshold."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One side of a comparison.
+
+    Attributes:
+        path: the file.
+        kind: ``"caloforge"``, ``"calochallenge-<dataset>"`` or ``"custom binning"``.
+        data: the showers (MeV) with their conditions.
+        calibrated: whether voxels hold calibrated (True) or raw active-material energies.
+        detector: the detector name, or None if the file does not say.
+    """
+
+    path: Path
+    kind: str
+    data: ShowerData
+    calibrated: bool
+    detector: str | None
+
+    @property
+    def n(self) -> int:
+        return len(self.data)
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "n": self.n,
+            "detector": self.detector,
+            "calibrated": self.calibrated,
+            "particle": self.data.attrs.get("particle"),
+        }
+
+
+def _calibrated(kind: str, attrs: dict[str, object]) -> bool:
+    value = attrs.get("calibrated")
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    return kind != "caloforge"  # CaloChallenge-layout files hold calibrated energies
+
+
+def load_sample(
+    path: PathLike, *, binning_xml: PathLike | None = None, limit: int | None = None
+) -> Sample:
+    """Read a shower file and check its content.
+
+    Args:
+        path: a caloforge or CaloChallenge-layout HDF5 file.
+        binning_xml: binning of a CaloChallenge-layout file (default: detected).
+        limit: read only the first ``limit`` showers.
+
+    Raises:
+        DataError: for a missing, corrupt or empty file, NaN or inf, non-positive energies.
+    """
+    info = describe_file(path, binning_xml=binning_xml)
+    if info.n == 0:
+        raise DataError(f"{path} holds no showers")
+    data = read_showers(path, binning_xml=binning_xml, stop=limit)
+    problems = []
+    if not np.isfinite(data.showers).all():
+        bad = int((~np.isfinite(data.showers)).any(axis=1).sum())
+        problems.append(f"{bad} showers with NaN or inf voxels")
+    energies_ok = np.isfinite(data.energies) & (data.energies > 0)
+    if not energies_ok.all():
+        problems.append(f"{int((~energies_ok).sum())} non-finite or non-positive incident energies")
+    for name in ("theta", "phi"):
+        values = getattr(data, name)
+        if values is not None and not np.isfinite(values).all():
+            problems.append(f"{int((~np.isfinite(values)).sum())} non-finite {name} values")
+    if problems:
+        raise DataError(f"{path}: " + "; ".join(problems) + " (see `caloforge inspect`)")
+    detector = data.attrs.get("detector_name") if info.is_caloforge else None
+    return Sample(
+        Path(path),
+        info.kind,
+        data,
+        _calibrated(info.kind, data.attrs),
+        detector if isinstance(detector, str) else None,
+    )
+
+
+def check_compatible(reference: Sample, generated: Sample) -> list[str]:
+    """Refuse samples that cannot be compared; return notes on allowed differences.
+
+    Raises:
+        DataError: for different voxel counts or energy scales.
+    """
+    ref_v, gen_v = reference.data.binning.n_voxels, generated.data.binning.n_voxels
+    if ref_v != gen_v:
+        raise DataError(
+            f"the reference has {ref_v} voxels per shower and the generated file {gen_v}: "
+            "showers on different meshes cannot be compared"
+        )
+    shape_ref = [(layer.n_alpha, layer.n_r) for layer in reference.data.binning.layers]
+    shape_gen = [(layer.n_alpha, layer.n_r) for layer in generated.data.binning.layers]
+    if shape_ref != shape_gen:
+        raise DataError(
+            "the reference and the generated file have the same voxel count but different "
+            "layer structures (layers, alpha and r bins): pass the right --binning"
+        )
+    scale = {True: "calibrated energies", False: "raw active-material energies"}
+    if reference.calibrated != generated.calibrated:
+        raise DataError(
+            f"the reference holds {scale[reference.calibrated]} and the generated file "
+            f"{scale[generated.calibrated]}; compare files on the same scale (a raw caloforge "
+            "file becomes calibrated with `caloforge export --calochallenge`)"
+        )
+    notes = []
+    if reference.detector != generated.detector:
+        notes.append(
+            f"different detectors: reference {reference.detector or 'unknown'}, generated "
+            f"{generated.detector or 'unknown'} (same cell counts, so compared voxel by voxel)"
+        )
+    if reference.data.binning.layers != generated.data.binning.layers:
+        notes.append(
+            "the two binnings differ in cell sizes; each file's features use its own cell "
+            "positions (mm)"
+        )
+    for side in (reference, generated):
+        if side.data.showers.min() < 0:
+            notes.append(f"{side.path.name} has negative voxels; the threshold sets them to 0")
+    return notes
+
+
+def default_threshold(reference: Sample) -> tuple[float, str]:
+    """The CaloChallenge voxel threshold for the reference's energy scale, with a note."""
+    if reference.kind.startswith("calochallenge-1"):
+        return THRESHOLD_DATASET_1_MEV, "1 MeV (CaloChallenge dataset 1)"
+    if reference.calibrated:
+        return THRESHOLD_DATASETS_2_3_MEV, "15.15 keV = 0.5 keV / 0.033 (calibrated energies)"
+    return THRESHOLD_RAW_MEV, "0.5 keV (raw active-material energies)"
+
+
+# ----------------------------------------------------------------------------------------------
+# Condition bins
+
+
+@dataclass(frozen=True)
+class ConditionBin:
+    """A subset of both samples with similar conditions.
+
+    Attributes:
+        key: a short identifier (``"E_1-10GeV"``, ``"theta_0.87-1.34"``, ``"point_0"``).
+        label: for humans.
+        reference: boolean mask over the reference showers, shape (N_ref,).
+        generated: boolean mask over the generated showers, shape (N_gen,).
+    """
+
+    key: str
+    label: str
+    reference: np.ndarray
+    generated: np.ndarray
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """How the samples' conditions were binned."""
+
+    mode: str  # "points" (fixed-condition set) or "continuous"
+    bins: tuple[ConditionBin, ...]
+    uses_angles: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _points(data: ShowerData, uses_angles: bool) -> np.ndarray:
+    """Conditions rounded to group equal points: (N, 1 or 3) of E (MeV, 6 digits), theta, phi."""
+    energy = np.array([float(f"{e:.6g}") for e in data.energies])
+    if not uses_angles:
+        return energy[:, None]
+    assert data.theta is not None
+    assert data.phi is not None
+    phi = np.mod(data.phi, 2 * np.pi)
+    phi[np.isclose(phi, 2 * np.pi, atol=1e-6)] = 0.0
+    return np.column_stack([energy, np.round(data.theta, 6), np.round(phi, 6)])
+
+
+def _point_label(point: np.ndarray) -> str:
+    label = f"{point[0] / 1000:g} GeV"
+    if len(point) == 3:
+        label += f", theta {point[1]:.3g}, phi {point[2]:.3g}"
+    return label
+
+
+def _check_range(name: str, ref: np.ndarray, gen: np.ndarray, unit: str) -> None:
+    lo, hi = float(ref.min()), float(ref.max())
+    tolerance = max(0.05 * (hi - lo), 1e-6 * max(abs(lo), abs(hi), 1.0))
+    if gen.min() < lo - tolerance or gen.max() > hi + tolerance:
+        raise DataError(
+            f"mismatched conditions: generated {name} spans {gen.min():.4g}-{gen.max():.4g}"
+            f"{unit} but the reference only {lo:.4g}-{hi:.4g}{unit}"
+        )
+
+
+def condition_bins(
+    reference: ShowerData, generated: ShowerData, *, theta_bins: int = 3, max_points: int = 20
+) -> Conditions:
+    """Bin both samples by their conditions.
+
+    A reference with at most ``max_points`` distinct (E, theta, phi) is a fixed-condition set:
+    one bin per point, and every generated shower must sit at one of them. Otherwise the bins
+    are the energy decades (1-10 GeV, ...) and ``theta_bins`` equal theta bins over the
+    reference's range, and the generated conditions must lie in the reference's ranges.
+    Angles are used only if both files store them.
+
+    Raises:
+        DataError: for generated conditions that the reference does not cover.
+    """
+    uses_angles = all(d.theta is not None and d.phi is not None for d in (reference, generated))
+    notes = []
+    if not uses_angles and any(d.theta is not None for d in (reference, generated)):
+        notes.append("only one file stores the angles: conditions compared on energy alone")
+    ref_points, gen_points = _points(reference, uses_angles), _points(generated, uses_angles)
+    distinct, ref_index = np.unique(ref_points, axis=0, return_inverse=True)
+    if len(distinct) <= max_points:
+        rows = {tuple(p): i for i, p in enumerate(distinct)}
+        gen_index = np.array([rows.get(tuple(p), -1) for p in gen_points])
+        if (gen_index < 0).any():
+            missing = np.unique(gen_points[gen_index < 0], axis=0)
+            listed = "; ".join(_point_label(p) for p in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise DataError(
+                f"mismatched conditions: {int((gen_index < 0).sum())} generated showers are at "
+                f"points the fixed-condition reference does not have ({listed}{more})"
+            )
+        bins = tuple(
+            ConditionBin(f"point_{i}", _point_label(p), ref_index == i, gen_index == i)
+            for i, p in enumerate(distinct)
+        )
+        return Conditions("points", bins, uses_angles, notes)
+
+    ref_e, gen_e = np.log10(reference.energies / 1000.0), np.log10(generated.energies / 1000.0)
+    _check_range("log10(E/GeV)", ref_e, gen_e, "")
+    bins_list = []
+    first, last = math.floor(ref_e.min() + 1e-9), math.ceil(ref_e.max() - 1e-9)
+    for k in range(first, max(last, first + 1)):
+        lo, hi = 10.0**k, 10.0 ** (k + 1)
+        ref_mask = (ref_e >= k) & (ref_e < k + 1)
+        gen_mask = (gen_e >= k) & (gen_e < k + 1)
+        if k == last - 1:  # the top edge belongs to the last decade
+            ref_mask |= ref_e >= k + 1
+            gen_mask |= gen_e >= k + 1
+        bins_list.append(
+            ConditionBin(f"E_{lo:g}-{hi:g}GeV", f"E {lo:g}-{hi:g} GeV", ref_mask, gen_mask)
+        )
+    if uses_angles and theta_bins > 0:
+        assert reference.theta is not None
+        assert generated.theta is not None
+        _check_range("theta", reference.theta, generated.theta, " rad")
+        lo, hi = float(reference.theta.min()), float(reference.theta.max())
+        if hi - lo > 1e-3:
+            edges = np.linspace(lo, hi, theta_bins + 1)
+            ref_bin = np.clip(np.digitize(reference.theta, edges) - 1, 0, theta_bins - 1)
+            gen_bin = np.clip(np.digitize(generated.theta, edges) - 1, 0, theta_bins - 1)
+            for i in range(theta_bins):
+                key = f"theta_{edges[i]:.2f}-{edges[i + 1]:.2f}"
+                label = f"theta {edges[i]:.2f}-{edges[i + 1]:.2f} rad"
+                bins_list.append(ConditionBin(key, label, ref_bin == i, gen_bin == i))
+    return Conditions("continuous", tuple(bins_list), uses_angles, notes)
