@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from caloforge.errors import DataError
-from caloforge.evaluate import metrics, plots
+from caloforge.evaluate import metrics, plots, showerplots
 from caloforge.evaluate.features import HighLevelFeatures, compute_features
 from caloforge.geometry.binning import Binning, calochallenge_binning
 
@@ -131,7 +131,7 @@ def test_profiles(sample, tmp_path):
 
 
 def test_average_shower(sample, tmp_path):
-    path = plots.plot_average_shower(
+    path = showerplots.plot_average_shower(
         sample["ref_showers"].mean(axis=0),
         sample["gen_showers"].mean(axis=0),
         sample["binning"],
@@ -142,28 +142,32 @@ def test_average_shower(sample, tmp_path):
 
 def test_average_shower_rejects_wrong_length(sample, tmp_path):
     with pytest.raises(DataError):
-        plots.plot_average_shower(np.ones(3), np.ones(3), sample["binning"], tmp_path / "a.png")
+        showerplots.plot_average_shower(
+            np.ones(3), np.ones(3), sample["binning"], tmp_path / "a.png"
+        )
 
 
 def test_showers(sample, tmp_path):
     showers = np.concatenate([sample["ref_showers"][:3], sample["gen_showers"][:3]])
     showers[-1] = 0.0  # an empty shower must not break the log colour scale
     titles = [f"Geant4 {i}" for i in range(3)] + [f"generated {i}" for i in range(3)]
-    path = plots.plot_showers(showers, sample["binning"], titles, tmp_path / "sh.png", suptitle="x")
+    path = showerplots.plot_showers(
+        showers, sample["binning"], titles, tmp_path / "sh.png", suptitle="x"
+    )
     assert_png(path)
 
 
 def test_showers_rejects_too_many(sample, tmp_path):
     showers = sample["ref_showers"][:9]
     with pytest.raises(DataError):
-        plots.plot_showers(showers, sample["binning"], ["a"] * 9, tmp_path / "sh.png")
+        showerplots.plot_showers(showers, sample["binning"], ["a"] * 9, tmp_path / "sh.png")
 
 
 def test_anomaly_scores(tmp_path):
     rng = np.random.default_rng(0)
     ref = rng.normal(-0.45, 0.03, 500)
     gen = np.concatenate([rng.normal(-0.45, 0.03, 450), rng.normal(-0.6, 0.02, 50)])
-    assert_png(plots.plot_anomaly_scores(ref, gen, tmp_path / "iso.png"))
+    assert_png(showerplots.plot_anomaly_scores(ref, gen, tmp_path / "iso.png"))
 
 
 def test_empty_and_nan_inputs(sample, tmp_path):
@@ -179,16 +183,16 @@ def test_empty_and_nan_inputs(sample, tmp_path):
     assert_png(plots.plot_profiles_per_condition([], tmp_path / "pc.png"))
     assert_png(plots.plot_separation_summary({}, None, tmp_path / "s.png"))
     nan = np.full(5, np.nan)
-    assert_png(plots.plot_anomaly_scores(nan, np.zeros(0), tmp_path / "iso.png"))
+    assert_png(showerplots.plot_anomaly_scores(nan, np.zeros(0), tmp_path / "iso.png"))
     edges = np.logspace(-2, 2, 11)
     assert_png(
         plots.plot_voxel_spectrum(np.zeros(10), np.zeros(10), edges, 0.0, tmp_path / "v.png")
     )
     binning = sample["binning"]
     zeros = np.zeros(binning.n_voxels)
-    assert_png(plots.plot_average_shower(zeros, zeros, binning, tmp_path / "avg.png"))
+    assert_png(showerplots.plot_average_shower(zeros, zeros, binning, tmp_path / "avg.png"))
     assert_png(
-        plots.plot_showers(np.zeros((0, binning.n_voxels)), binning, [], tmp_path / "s0.png")
+        showerplots.plot_showers(np.zeros((0, binning.n_voxels)), binning, [], tmp_path / "s0.png")
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from caloforge.config import EvaluationConfig
 from caloforge.errors import OutputError
-from caloforge.evaluate import plots
+from caloforge.evaluate import plots, showerplots
 from caloforge.evaluate.classifier import ClassifierResult, classifier_test
 from caloforge.evaluate.features import HighLevelFeatures, apply_threshold, compute_features
 from caloforge.evaluate.html import write_index
@@ -549,7 +549,7 @@ def _plots(
     )
     binning = reference.data.binning
     written["showers"] = [
-        plots.plot_average_shower(
+        showerplots.plot_average_shower(
             ref.voxels.mean(axis=0), gen.voxels.mean(axis=0), binning, work / "average_shower.png"
         ),
         plots.plot_profiles(ref.features, gen.features, work / "profiles.png", title="all showers"),
@@ -564,14 +564,14 @@ def _plots(
             plots.plot_profiles_per_condition(groups, work / "profiles_per_condition.png")
         )
     written["anomalies"] = [
-        plots.plot_anomaly_scores(ref_scores, gen_scores, work / "anomaly_scores.png")
+        showerplots.plot_anomaly_scores(ref_scores, gen_scores, work / "anomaly_scores.png")
     ]
     k = min(config.n_anomalies, len(gen_scores), len(ref_scores))
     if k:
         worst = np.argsort(gen_scores)[:k]
         typical = np.argsort(np.abs(ref_scores - np.median(ref_scores)))[:k]
         written["anomalies"].append(
-            plots.plot_showers(
+            showerplots.plot_showers(
                 gen.voxels[worst],
                 generated.data.binning,
                 [
@@ -583,7 +583,7 @@ def _plots(
             )
         )
         written["anomalies"].append(
-            plots.plot_showers(
+            showerplots.plot_showers(
                 ref_test.voxels[typical],
                 binning,
                 [
