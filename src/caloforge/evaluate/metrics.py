@@ -9,11 +9,9 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 from scipy.optimize import curve_fit
 from scipy.stats import iqr
 
@@ -156,26 +154,26 @@ def frechet_distance(
 ) -> float:
     """Fréchet distance of two Gaussians, ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
 
-    As jetnet and pytorch-fid: if the matrix square root is not finite, 1e-6 is added to both
-    diagonals; a small imaginary part of the root is dropped.
+    ``Tr (S1 S2)^(1/2)`` is the sum of the square roots of the eigenvalues of ``S1 S2``, which
+    are those of the symmetric ``S1^(1/2) S2 S1^(1/2)``: two symmetric eigen-decompositions,
+    ~10x faster than the general matrix square root (``scipy.linalg.sqrtm``) that jetnet and
+    pytorch-fid use, and equal to it where that one is accurate. Tiny negative eigenvalues from
+    rounding (singular covariances of constant features) are taken as 0.
 
     Args:
         mu_1, mu_2: means, shape (d,).
-        sigma_1, sigma_2: covariance matrices, shape (d, d).
+        sigma_1, sigma_2: covariance matrices, shape (d, d), symmetric positive semi-definite.
     """
     mu_1, mu_2 = np.atleast_1d(mu_1), np.atleast_1d(mu_2)
     sigma_1, sigma_2 = np.atleast_2d(sigma_1), np.atleast_2d(sigma_2)
     if mu_1.shape != mu_2.shape or sigma_1.shape != sigma_2.shape:
         raise DataError(f"Gaussians of different dimensions: {mu_1.shape} and {mu_2.shape}")
     diff = mu_1 - mu_2
-    with warnings.catch_warnings():  # constant features make the product singular: expected
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root = linalg.sqrtm(sigma_1 @ sigma_2)
-        if not np.isfinite(root).all():
-            offset = np.eye(len(sigma_1)) * 1e-6
-            root = linalg.sqrtm((sigma_1 + offset) @ (sigma_2 + offset))
-    root = np.real(root)
-    return float(diff @ diff + np.trace(sigma_1) + np.trace(sigma_2) - 2.0 * np.trace(root))
+    values, vectors = np.linalg.eigh(sigma_1)  # S1 = V diag(w) V^T
+    root_1 = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T  # S1^(1/2)
+    inner = np.linalg.eigvalsh(root_1 @ sigma_2 @ root_1)  # eigenvalues of S1 S2
+    trace_root = float(np.sqrt(np.clip(inner, 0.0, None)).sum())
+    return float(diff @ diff + np.trace(sigma_1) + np.trace(sigma_2) - 2.0 * trace_root)
 
 
 def _normalise(real: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
