@@ -46,7 +46,7 @@ def _table(name: str, metrics: dict[str, Any], wall: float) -> list[str]:
         f"### {name}: {metrics['reference']['path']} vs {metrics['generated']['path']}",
         "",
         (
-            f"{metrics['n_reference']} vs {metrics['n_generated']} showers; baseline: two halves "
+            f"{metrics['n_reference']} vs {metrics['n_generated']} showers; baseline: two disjoint parts "
             f"of the reference ({base.get('n_reference', '-')} vs {base.get('n_generated', '-')}). "
             f"Wall time {wall:.0f} s; stages (s): {metrics['timing_s']}."
         ),

@@ -82,7 +82,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
         )
     )
     sizes = f"{metrics['n_reference']} Geant4 vs {metrics['n_generated']} generated showers" + (
-        f"; baseline: two halves of the reference, {baseline['n_reference']} vs "
+        f"; baseline: two disjoint parts of the reference, {baseline['n_reference']} vs "
         f"{baseline['n_generated']}"
         if baseline
         else ""

@@ -2,7 +2,7 @@
 
 The run computes, on the whole files and then per condition bin, the CaloChallenge metrics of
 :mod:`caloforge.evaluate.metrics` and :mod:`caloforge.evaluate.classifier`, and the same
-metrics between two random halves of the reference (the Geant4-vs-Geant4 baseline) whenever
+metrics between two random parts of the reference (the Geant4-vs-Geant4 baseline) whenever
 the reference is large enough to split. It writes ``metrics.json``, PNG plots and
 ``index.html`` into a temporary directory that replaces the output directory only at the end.
 """
@@ -402,6 +402,25 @@ def evaluate(
     return metrics
 
 
+def _baseline_split(
+    n_ref: int, n_gen: int, config: EvaluationConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Random masks (A, B) over the reference for the Geant4-vs-Geant4 baseline, or None.
+
+    B has ``min(n_gen, n_ref // 2)`` showers and A the rest. The finite-sample floor of every
+    metric grows like ``1/n_1 + 1/n_2``; with these sizes the baseline's floor is never below
+    that of the comparison (``n_ref`` vs ``n_gen``) and equals it when the generated sample is
+    small, so a perfect generator scores at or below the baseline.
+    """
+    n_b = min(n_gen, n_ref // 2)
+    if n_b < config.min_baseline:
+        return None
+    order = np.random.default_rng(config.seed).permutation(n_ref)
+    half_b = np.zeros(n_ref, dtype=bool)
+    half_b[order[:n_b]] = True
+    return ~half_b, half_b
+
+
 def _run(
     reference: Sample,
     generated: Sample,
@@ -433,15 +452,10 @@ def _run(
         },
         "notes": [],
     }
-    halves = None
-    if reference.n >= 2 * config.min_baseline:
-        order = np.random.default_rng(config.seed).permutation(reference.n)
-        half_a = np.zeros(reference.n, dtype=bool)
-        half_a[order[: reference.n // 2]] = True
-        halves = (half_a, ~half_a)
-    else:
+    halves = _baseline_split(reference.n, generated.n, config)
+    if halves is None:
         metrics["notes"].append(
-            f"the reference has fewer than {2 * config.min_baseline} showers: no Geant4 baseline"
+            f"too few showers to split off a Geant4 baseline of {config.min_baseline}"
         )
 
     with timer("whole file"):
