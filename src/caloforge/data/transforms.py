@@ -1,0 +1,232 @@
+"""Invertible preprocessing of showers and conditions for the generative models.
+
+Fitted on the training set and saved with the model (:meth:`Preprocessing.to_dict`), so that
+sampling undoes exactly what training did.
+
+Showers (voxel energies ``E_v`` in MeV, incident energy ``E_inc`` in MeV)::
+
+    u = E_v / E_inc                      # dimensionless, shower by shower
+    y = (ln(u + eps) - mean) / std       # log transform, then one global normalisation
+
+with ``eps`` a fixed floor below the smallest deposit of interest (zeros map to
+``(ln eps - mean) / std``) and ``mean``, ``std`` the mean and standard deviation of
+``ln(u + eps)`` over every voxel of the training set. The inverse is
+``E_v = max(exp(y std + mean) - eps, 0) E_inc``.
+
+Conditions, one row per shower::
+
+    [ (ln E_inc - ln E_min) / (ln E_max - ln E_min),   # energy: linear in ln E over the range
+      (theta - theta_min) / (theta_max - theta_min),   # theta: linear over the range
+      sin(phi), cos(phi),                              # phi: periodic
+      one-hot detector (K + 1 slots) ]                 # slot K is kept free for adaptation
+
+The ranges are those of the training specification; asking for a condition outside them is an
+error unless extrapolation is allowed explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from caloforge.errors import SpecError
+
+DEFAULT_EPS = 1e-9
+"""Floor of ``u = E_v / E_inc``: below the 0.5 keV threshold at 100 GeV (5e-9)."""
+
+
+@dataclass(frozen=True)
+class ShowerTransform:
+    """``y = (ln(E_v / E_inc + eps) - mean) / std`` and its inverse."""
+
+    mean: float
+    std: float
+    eps: float = DEFAULT_EPS
+
+    @classmethod
+    def fit(
+        cls, showers: np.ndarray, energies: np.ndarray, eps: float = DEFAULT_EPS
+    ) -> ShowerTransform:
+        """Fit mean and std of ``ln(u + eps)`` over every voxel of ``showers`` (N, V)."""
+        logs = np.log(np.clip(showers, 0.0, None) / energies.reshape(-1, 1) + eps)  # (N, V)
+        mean, std = float(logs.mean()), float(logs.std())
+        if not math.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # rounding of a constant
+            raise SpecError("cannot fit the shower transform: the showers are constant")
+        return cls(mean, std, eps)
+
+    def forward(self, showers: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Voxel energies (N, V) in MeV -> normalised values (N, V), float32.
+
+        Negative voxels (none from Geant4) are taken as 0.
+        """
+        u = np.clip(showers, 0.0, None) / energies.reshape(-1, 1)  # (N, V)
+        return ((np.log(u + self.eps) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Normalised values (N, V) -> voxel energies (N, V) in MeV, never negative."""
+        y = np.asarray(values, dtype=np.float64) * self.std + self.mean
+        u = np.exp(np.minimum(y, 50.0)) - self.eps  # exp(50) ~ 5e21: no overflow
+        return np.clip(u, 0.0, None) * energies.reshape(-1, 1)
+
+    @property
+    def zero_level(self) -> float:
+        """The normalised value of an empty voxel."""
+        return (math.log(self.eps) - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class ConditionTransform:
+    """Energy, theta, phi and detector -> the condition vector of the model, and back.
+
+    Attributes:
+        energy_range_mev: (E_min, E_max) of the training specification.
+        theta_range: (theta_min, theta_max) in rad of the training specification.
+        detectors: names of the K detectors trained on; slot K (the last) is spare.
+    """
+
+    energy_range_mev: tuple[float, float]
+    theta_range: tuple[float, float]
+    detectors: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        lo, hi = self.energy_range_mev
+        if not (0 < lo < hi < math.inf):
+            raise SpecError(f"energy range must satisfy 0 < min < max, got {self.energy_range_mev}")
+        t_lo, t_hi = self.theta_range
+        if not (0 <= t_lo <= t_hi <= math.pi):
+            raise SpecError(f"theta range must lie in [0, pi], got {self.theta_range}")
+        if not self.detectors or len(set(self.detectors)) != len(self.detectors):
+            raise SpecError(f"detectors must be distinct names, got {self.detectors}")
+        object.__setattr__(self, "energy_range_mev", (float(lo), float(hi)))
+        object.__setattr__(self, "theta_range", (float(t_lo), float(t_hi)))
+        object.__setattr__(self, "detectors", tuple(self.detectors))
+
+    @property
+    def n_slots(self) -> int:
+        """One-hot width: the K training detectors plus one spare slot."""
+        return len(self.detectors) + 1
+
+    @property
+    def n_cond(self) -> int:
+        """Width of the condition vector."""
+        return 4 + self.n_slots
+
+    @property
+    def spare_slot(self) -> int:
+        """The slot reserved for adapting to a detector the model has never seen."""
+        return len(self.detectors)
+
+    def slot(self, detector: str, *, allow_spare: bool = False) -> int:
+        """The one-hot slot of a detector name.
+
+        Raises:
+            SpecError: for a detector the model was not trained on (unless ``allow_spare``,
+                which returns the spare slot).
+        """
+        if detector in self.detectors:
+            return self.detectors.index(detector)
+        if allow_spare:
+            return self.spare_slot
+        raise SpecError(
+            f"the model was not trained on detector {detector!r} (it knows "
+            f"{', '.join(self.detectors)}); adapt it to the new detector first"
+        )
+
+    def check(
+        self, energies: np.ndarray, theta: np.ndarray, *, allow_extrapolation: bool = False
+    ) -> None:
+        """Refuse conditions outside the training ranges (energies in MeV, theta in rad)."""
+        if allow_extrapolation:
+            return
+        lo, hi = self.energy_range_mev
+        tolerance = 1e-6
+        if energies.min() < lo * (1 - tolerance) or energies.max() > hi * (1 + tolerance):
+            raise SpecError(
+                f"energies {energies.min() / 1e3:g}-{energies.max() / 1e3:g} GeV leave the "
+                f"trained range {lo / 1e3:g}-{hi / 1e3:g} GeV (--allow-extrapolation to force)"
+            )
+        t_lo, t_hi = self.theta_range
+        if theta.min() < t_lo - tolerance or theta.max() > t_hi + tolerance:
+            raise SpecError(
+                f"theta {theta.min():.4g}-{theta.max():.4g} rad leaves the trained range "
+                f"{t_lo:.4g}-{t_hi:.4g} rad (--allow-extrapolation to force)"
+            )
+
+    def forward(
+        self, energies: np.ndarray, theta: np.ndarray, phi: np.ndarray, slots: np.ndarray
+    ) -> np.ndarray:
+        """Conditions of N showers -> (N, 4 + K + 1) float32.
+
+        Args:
+            energies: incident energies in MeV, (N,).
+            theta, phi: angles in rad, (N,).
+            slots: one-hot slot of each shower, (N,) integers.
+        """
+        lo, hi = (math.log(v) for v in self.energy_range_mev)
+        t_lo, t_hi = self.theta_range
+        n = len(energies)
+        out = np.zeros((n, self.n_cond), dtype=np.float32)
+        out[:, 0] = (np.log(energies) - lo) / (hi - lo)
+        out[:, 1] = (theta - t_lo) / (t_hi - t_lo) if t_hi > t_lo else 0.0
+        out[:, 2] = np.sin(phi)
+        out[:, 3] = np.cos(phi)
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if slots.min(initial=0) < 0 or slots.max(initial=0) >= self.n_slots:
+            raise SpecError(f"detector slots must lie in [0, {self.n_slots}), got {slots}")
+        out[np.arange(n), 4 + slots] = 1.0
+        return out
+
+    def inverse(self, cond: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 4 + K + 1) -> energies (MeV), theta, phi in [0, 2 pi), slots."""
+        lo, hi = (math.log(v) for v in self.energy_range_mev)
+        t_lo, t_hi = self.theta_range
+        cond = np.asarray(cond, dtype=np.float64)
+        energies = np.exp(cond[:, 0] * (hi - lo) + lo)
+        theta = cond[:, 1] * (t_hi - t_lo) + t_lo
+        phi = np.mod(np.arctan2(cond[:, 2], cond[:, 3]), 2 * np.pi)
+        return energies, theta, phi, np.argmax(cond[:, 4:], axis=1)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything a model needs to go between physical showers and its tensors."""
+
+    shower: ShowerTransform
+    conditions: ConditionTransform
+    mesh_shape: tuple[int, int, int]  # (Z, A, R) of the showers
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (saved beside the weights)."""
+        return {
+            "shower": asdict(self.shower),
+            "conditions": {
+                "energy_range_mev": list(self.conditions.energy_range_mev),
+                "theta_range": list(self.conditions.theta_range),
+                "detectors": list(self.conditions.detectors),
+            },
+            "mesh_shape": list(self.mesh_shape),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            SpecError: for a malformed description.
+        """
+        try:
+            cond = data["conditions"]
+            return cls(
+                ShowerTransform(**data["shower"]),
+                ConditionTransform(
+                    tuple(cond["energy_range_mev"]),
+                    tuple(cond["theta_range"]),
+                    tuple(cond["detectors"]),
+                ),
+                tuple(int(v) for v in data["mesh_shape"]),  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"malformed preprocessing description: {exc}") from None
