@@ -1,12 +1,24 @@
 """Defaults of caloforge, in one place.
 
 Library functions and the command line take their defaults from these frozen dataclasses.
+Training runs are configured by :class:`RunConfig`, loaded from YAML with unknown keys
+rejected and one generic override syntax (``--set train.lr=2e-4``), see :func:`load_config`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from caloforge.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -81,3 +93,167 @@ class EvaluationConfig:
 
 SIMULATION = SimulationDefaults()
 CALIBRATION = CalibrationDefaults()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation of ``caloforge train``."""
+
+    steps: int = 10_000  # optimiser steps
+    batch_size: int = 64  # global batch, split evenly over the DDP processes
+    lr: float = 3e-4  # peak AdamW learning rate
+    lr_min: float = 1e-5  # learning rate at the end of the cosine decay
+    warmup_steps: int = 200  # linear warm-up from 0 to lr
+    weight_decay: float = 0.01  # AdamW, on weights of rank >= 2 only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+    grad_clip: float = 1.0  # max global gradient norm
+    ema_decay: float = 0.999  # EMA of the weights, ramped up as min(decay, (1 + t) / (10 + t))
+    seed: int = 0  # data order, noise and initialisation
+    val_fraction: float = 0.05  # of the showers held out for the validation loss
+    val_every: int = 250  # steps between validation losses (and loss-curve updates)
+    val_batches: int = 4  # batches of the validation loss (fixed noise)
+    checkpoint_every: int = 250  # steps between checkpoints
+    log_every: int = 10  # steps between rows of metrics.csv
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """EDM training noise and sampling (Karras et al. 2022)."""
+
+    p_mean: float = -1.2  # training noise levels: ln sigma ~ N(p_mean, p_std^2)
+    p_std: float = 1.2
+    sigma_min: float = 0.002  # sampling grid
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    steps: int = 32  # sampler steps
+    sampler: str = "heun-stochastic"  # heun-stochastic (EDM Algorithm 2), heun, euler
+    s_churn: float = 0.0  # stochasticity of heun-stochastic (EDM's S_churn)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run resolves (saved as ``config.yaml`` in the run folder)."""
+
+    preset: str = "calodit-cpu"  # backbone preset (caloforge.models.registry)
+    model: Mapping[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    train: TrainConfig = TrainConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+
+
+T = TypeVar("T")
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) the annotation ``kind``."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if isinstance(value, kind):  # type: ignore[arg-type]
+            return value
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where}: expected a mapping, got {value!r}")
+        return _build(kind, value, f"{where}.")  # type: ignore[arg-type]
+    if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != len(args):
+            raise SpecError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin in (Mapping, dict) or kind in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        for arg in typing.get_args(kind):
+            if arg is not type(None):
+                return _convert(value, arg, where)
+    raise SpecError(f"{where}: unsupported setting type {kind!r}")
+
+
+def _build(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise SpecError(
+            f"unknown setting(s) {', '.join(f'{where}{k}' for k in unknown)}; "
+            f"known in {where or 'the top level'}: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{where}{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {dotted}: {key} is not a section")
+    node[leaf] = value
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """A frozen config dataclass from defaults, an optional YAML file and ``--set`` overrides.
+
+    Args:
+        cls: the dataclass (e.g. :class:`RunConfig`).
+        path: YAML file with a subset of the fields (nested sections as mappings).
+        overrides: ``"section.key=value"`` strings, values parsed as YAML scalars.
+
+    Raises:
+        SpecError: for a missing or malformed file, unknown keys, or values of the wrong type.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise SpecError(f"cannot read config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SpecError(f"{path}: the config must be a mapping")
+        tree = loaded or {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        _set(tree, key.strip(), value)
+    return _build(cls, tree)
+
+
+def config_to_dict(config: Any) -> Any:
+    """A config dataclass as plain YAML/JSON types (tuples become lists)."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return {k: config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, tuple | list):
+        return [config_to_dict(v) for v in config]
+    return config
