@@ -7,6 +7,7 @@ rejected and one generic override syntax (``--set train.lr=2e-4``), see :func:`l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -154,10 +155,8 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         return _build(kind, value, f"{where}.")  # type: ignore[arg-type]
     if kind is float:
         if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -25,6 +25,7 @@ import numpy as np
 from caloforge.errors import OutputError
 from caloforge.evaluate.features import HighLevelFeatures
 from caloforge.evaluate.metrics import histogram, separation_power
+from caloforge.runtime import pyplot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -66,12 +67,7 @@ _SCALAR_LABELS: dict[str, str] = {
 
 def _pyplot() -> ModuleType:
     """pyplot on the Agg backend: selected here, never at import, so no display is needed."""
-    import matplotlib as mpl
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 @contextmanager
