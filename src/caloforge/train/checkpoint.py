@@ -1,0 +1,123 @@
+"""Checkpoints: weights, EMA, optimiser, RNG and step, written atomically without pickling.
+
+A checkpoint is a directory ``checkpoints/step-NNNNNNN/`` with ``model.safetensors``,
+``ema.safetensors``, ``optimizer.safetensors`` (every tensor of the optimiser state),
+``rng.safetensors`` and ``state.json`` (step, EMA update count, the optimiser's non-tensor
+state). It is written into a temporary directory and renamed into place; the file
+``checkpoints/latest`` names the newest complete one and is replaced atomically, so a run
+killed at any moment resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from caloforge.errors import DataError
+
+LATEST = "latest"
+KEEP = 2  # complete checkpoints kept
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, entries in state["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    model: nn.Module,
+    ema: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema_updates: int,
+) -> Path:
+    """Write the checkpoint of ``step`` and point ``latest`` at it; keep the last ``KEEP``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=directory))
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(_state(model), tmp / "model.safetensors")
+    save_file(_state(ema), tmp / "ema.safetensors")
+    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+    (tmp / "state.json").write_text(
+        json.dumps({"step": step, "ema_updates": ema_updates, "optimizer": opt_meta}, indent=2)
+    )
+    final = directory / f"step-{step:07d}"
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    (directory / f".{LATEST}.tmp").write_text(final.name)
+    os.replace(directory / f".{LATEST}.tmp", directory / LATEST)
+    complete = sorted(p for p in directory.glob("step-*") if p.is_dir())
+    for old in complete[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in directory.glob(".step-*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    pointer = directory / LATEST
+    if not pointer.exists():
+        return None
+    path = directory / pointer.read_text().strip()
+    return path if (path / "state.json").exists() else None
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, int]:
+    """Restore a checkpoint into the given objects; returns (step, EMA update count).
+
+    Raises:
+        DataError: for a missing or corrupt checkpoint.
+    """
+    try:
+        state = json.loads((path / "state.json").read_text())
+        model.load_state_dict(load_file(path / "model.safetensors"))
+        ema.load_state_dict(load_file(path / "ema.safetensors"))
+        optimizer.load_state_dict(
+            _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"])
+        )
+        torch.set_rng_state(load_file(path / "rng.safetensors")["torch"])
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise DataError(f"cannot resume from {path}: {exc}") from None
+    return int(state["step"]), int(state["ema_updates"])

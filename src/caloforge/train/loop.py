@@ -1,0 +1,261 @@
+"""The training loop of the diffusion models: one function, given built objects.
+
+Reproducibility: the showers and the noise of step ``t`` are drawn from a generator seeded with
+``(seed, t)`` for the whole global batch, and each process takes its slice. So a run resumed
+from a checkpoint, and a run split over several processes (``torchrun``, DDP), see exactly the
+batches and noise of an uninterrupted single-process run, and reach the same weights up to
+floating-point reassociation.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from caloforge.config import TrainConfig
+from caloforge.runtime import pyplot
+from caloforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from caloforge.train.distributed import Distributed
+from caloforge.train.ema import EMA
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[..., torch.Tensor]
+"""``loss_fn(net, x, cond, *, sigma, noise) -> per-sample loss (B,)``."""
+
+_CSV_FIELDS = ("step", "loss", "val_loss", "lr", "grad_norm", "samples_per_s", "elapsed_s")
+
+
+@dataclass(frozen=True)
+class BatchNoise:
+    """The random draws of one global batch: which showers, noise levels and noise."""
+
+    index: torch.Tensor  # (B,) rows of the training set
+    ln_sigma: torch.Tensor  # (B,) standard normal, mapped to ln sigma by the loss settings
+    noise: torch.Tensor  # (B, *shower shape) standard normal
+
+
+def draw_batch(n_rows: int, shape: tuple[int, ...], batch: int, seed: int, step: int) -> BatchNoise:
+    """The draws of global batch ``step``: a function of (seed, step) only."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    index = torch.randint(0, n_rows, (batch,), generator=generator)
+    ln_sigma = torch.randn(batch, generator=generator)
+    noise = torch.randn((batch, *shape), generator=generator)
+    return BatchNoise(index, ln_sigma, noise)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr_min`` at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(config.steps - config.warmup_steps, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and kernels only (not on biases, norms, embeddings)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+@torch.no_grad()
+def validation_loss(
+    net: nn.Module,
+    loss_fn: LossFn,
+    val_x: torch.Tensor,
+    val_cond: torch.Tensor,
+    config: TrainConfig,
+    p_mean: float,
+    p_std: float,
+) -> float:
+    """Mean loss on the held-out showers, with noise fixed by the seed (comparable over steps)."""
+    if len(val_x) == 0:
+        return math.nan
+    n = min(len(val_x), config.val_batches * config.batch_size)
+    total = 0.0
+    for start in range(0, n, config.batch_size):
+        stop = min(start + config.batch_size, n)
+        draws = draw_batch(len(val_x), tuple(val_x.shape[1:]), stop - start, config.seed + 7, start)
+        sigma = torch.exp(p_mean + p_std * draws.ln_sigma)
+        rows = torch.arange(start, stop)
+        losses = loss_fn(net, val_x[rows], val_cond[rows], sigma=sigma, noise=draws.noise)
+        total += float(losses.sum())
+    return total / n
+
+
+def _plot_losses(csv_path: Path, png_path: Path) -> None:
+    plt = pyplot()
+    steps, losses, val_steps, val_losses = [], [], [], []
+    with csv_path.open() as f:
+        for row in csv.DictReader(f):
+            steps.append(int(row["step"]))
+            losses.append(float(row["loss"]))
+            if row["val_loss"]:
+                val_steps.append(int(row["step"]))
+                val_losses.append(float(row["val_loss"]))
+    if not steps:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, losses, lw=0.8, alpha=0.7, label="training (per logged step)")
+    if val_steps:
+        ax.plot(val_steps, val_losses, "o-", label="validation (EMA weights)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("EDM loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
+
+
+def train(
+    net: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    cond: torch.Tensor,
+    val_x: torch.Tensor,
+    val_cond: torch.Tensor,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    p_mean: float,
+    p_std: float,
+    dist: Distributed,
+    on_checkpoint: Callable[[nn.Module, int], None] | None = None,
+    progress: bool = True,
+) -> nn.Module:
+    """Train ``net`` (the preconditioned denoiser) and return its EMA copy.
+
+    Resumes from ``run_dir/checkpoints`` if a checkpoint is there.
+
+    Args:
+        net: the denoiser ``D(x, sigma, cond)``, already built and initialised (same on every
+            process).
+        loss_fn: ``loss_fn(net, x, cond, *, sigma, noise) -> (B,)``.
+        x, cond: training showers (N, 1, Z, A, R) and conditions (N, n_cond).
+        val_x, val_cond: held-out showers and conditions.
+        config: optimisation settings.
+        run_dir: the run folder (checkpoints, ``metrics.csv``, ``loss.png``).
+        p_mean, p_std: ln sigma ~ N(p_mean, p_std^2) of the training noise (EDM).
+        dist: the process group (a single process when not under torchrun).
+        on_checkpoint: called on the main process with the EMA model and the step after
+            every checkpoint (e.g. to export the weights).
+        progress: show a progress bar (main process only).
+    """
+    if config.batch_size % dist.world_size:
+        raise ValueError(
+            f"the global batch {config.batch_size} must divide evenly over "
+            f"{dist.world_size} processes"
+        )
+    local = config.batch_size // dist.world_size
+    lo, hi = dist.rank * local, (dist.rank + 1) * local
+    optimizer = make_optimizer(net, config)
+    ema = EMA(net, config.ema_decay)
+    ckpt_dir = run_dir / "checkpoints"
+    step = 0
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        step, ema.updates = load_checkpoint(latest, net, ema.model, optimizer)
+        log.info("resuming from %s (step %d)", latest, step)
+    model = dist.wrap(net)
+    csv_path = run_dir / "metrics.csv"
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_csv(csv_path, step)
+
+    bar: Any = None
+    if progress and dist.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=config.steps, initial=step, desc="training", unit="step", dynamic_ncols=True
+        )
+    start_time, start_step = time.perf_counter(), step
+    shape = tuple(x.shape[1:])
+    while step < config.steps:
+        lr = learning_rate(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        draws = draw_batch(len(x), shape, config.batch_size, config.seed, step)
+        index = draws.index[lo:hi]
+        sigma = torch.exp(p_mean + p_std * draws.ln_sigma[lo:hi])
+        model.train()
+        loss = loss_fn(model, x[index], cond[index], sigma=sigma, noise=draws.noise[lo:hi]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # DDP averages the gradients over the processes
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip))
+        optimizer.step()
+        ema.update(net)
+        step += 1
+        global_loss = dist.mean(float(loss.detach()))
+
+        if dist.is_main:
+            elapsed = time.perf_counter() - start_time
+            rate = (step - start_step) * config.batch_size / max(elapsed, 1e-9)
+            val = None
+            if step % config.val_every == 0 or step == config.steps:
+                val = validation_loss(ema.model, loss_fn, val_x, val_cond, config, p_mean, p_std)
+            if step % config.log_every == 0 or val is not None:
+                _append_csv(
+                    csv_path,
+                    {
+                        "step": step,
+                        "loss": f"{global_loss:.6g}",
+                        "val_loss": "" if val is None else f"{val:.6g}",
+                        "lr": f"{lr:.4g}",
+                        "grad_norm": f"{grad_norm:.4g}",
+                        "samples_per_s": f"{rate:.1f}",
+                        "elapsed_s": f"{elapsed:.1f}",
+                    },
+                )
+            if val is not None:
+                _plot_losses(csv_path, run_dir / "loss.png")
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{global_loss:.4f}", samples_s=f"{rate:.0f}")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save_checkpoint(ckpt_dir, step, net, ema.model, optimizer, ema.updates)
+                if on_checkpoint is not None:
+                    on_checkpoint(ema.model, step)
+        dist.barrier()
+    if bar is not None:
+        bar.close()
+    return ema.model
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Keep the rows up to ``step`` (those of the checkpoint a resumed run starts from)."""
+    if not path.exists():
+        with path.open("w", newline="") as f:
+            csv.DictWriter(f, _CSV_FIELDS).writeheader()
+        return
+    with path.open() as f:
+        rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, _CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, _CSV_FIELDS).writerow(row)

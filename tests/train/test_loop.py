@@ -1,0 +1,171 @@
+"""The training loop: a killed run resumes to the same weights; 2 DDP processes = 1 process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from caloforge.config import TrainConfig
+from caloforge.train.checkpoint import latest_checkpoint
+from caloforge.train.distributed import Distributed, setup
+from caloforge.train.loop import draw_batch, learning_rate, train
+
+SHAPE = (1, 4, 4, 3)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class Tiny(nn.Module):
+    """A denoiser D(x, sigma, cond) small enough for exact comparisons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        n = 4 * 4 * 3
+        self.net = nn.Sequential(nn.Linear(n + 1 + 2, 32), nn.SiLU(), nn.Linear(32, n))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        flat = torch.cat([x.flatten(1), torch.log(sigma)[:, None], cond], dim=1)
+        return self.net(flat).reshape(x.shape)
+
+
+def loss_fn(
+    net: nn.Module, x: torch.Tensor, cond: torch.Tensor, *, sigma: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    sigma_b = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+    return ((net(x + sigma_b * noise, sigma, cond) - x) ** 2).flatten(1).mean(dim=1)
+
+
+def _data(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn((n, *SHAPE), generator=generator), torch.rand((n, 2), generator=generator)
+
+
+def _net() -> Tiny:
+    torch.manual_seed(1)
+    return Tiny()
+
+
+CONFIG = TrainConfig(
+    steps=6,
+    batch_size=8,
+    warmup_steps=2,
+    checkpoint_every=3,
+    val_every=3,
+    log_every=1,
+    val_batches=1,
+)
+
+
+def _train(run_dir: Path, config: TrainConfig = CONFIG, **kwargs) -> nn.Module:  # type: ignore[no-untyped-def]
+    x, cond = _data()
+    return train(
+        kwargs.pop("net", None) or _net(),
+        loss_fn,
+        x[:32],
+        cond[:32],
+        x[32:],
+        cond[32:],
+        config,
+        run_dir,
+        p_mean=-1.2,
+        p_std=1.2,
+        dist=kwargs.pop("dist", Distributed()),
+        progress=False,
+        **kwargs,
+    )
+
+
+def _assert_same_weights(a: nn.Module, b: nn.Module, atol: float = 0.0) -> None:
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, atol=atol, rtol=0.0 if atol == 0 else 1e-5, msg=name)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_reaches_the_uninterrupted_weights(tmp_path: Path) -> None:
+    straight = _train(tmp_path / "straight")
+
+    def kill(_ema: nn.Module, step: int) -> None:
+        if step == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        _train(tmp_path / "killed", on_checkpoint=kill)
+    assert latest_checkpoint(tmp_path / "killed" / "checkpoints").name == "step-0000003"
+    resumed = _train(tmp_path / "killed")  # a fresh net: everything comes from the checkpoint
+    _assert_same_weights(straight, resumed)
+    rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
+    steps = [int(line.split(",")[0]) for line in rows[1:]]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no duplicated rows after the resume
+    assert (tmp_path / "killed" / "loss.png").exists()
+
+
+def test_draws_depend_on_seed_and_step_only() -> None:
+    a = draw_batch(100, SHAPE, 8, seed=3, step=5)
+    b = draw_batch(100, SHAPE, 8, seed=3, step=5)
+    c = draw_batch(100, SHAPE, 8, seed=3, step=6)
+    assert torch.equal(a.noise, b.noise)
+    assert torch.equal(a.index, b.index)
+    assert not torch.equal(a.noise, c.noise)
+
+
+def test_learning_rate_schedule() -> None:
+    config = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, lr_min=1e-5)
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 10) == pytest.approx(1e-3)
+    assert learning_rate(config, 100) == pytest.approx(1e-5)
+    values = [learning_rate(config, s) for s in range(10, 101)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_worker(rank: int, port: int, run_dir: str, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    dist = setup()
+    config = TrainConfig(steps=2, batch_size=8, warmup_steps=1, checkpoint_every=2, val_every=2)
+    net = _net()
+    _train(Path(run_dir), config, net=net, dist=dist)
+    if dist.is_main:
+        torch.save(net.state_dict(), out)
+    dist.close()
+
+
+def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
+    config = TrainConfig(steps=2, batch_size=8, warmup_steps=1, checkpoint_every=2, val_every=2)
+    single = _net()
+    _train(tmp_path / "single", config, net=single)
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "ddp"), str(out)), nprocs=2)
+    ddp = _net()
+    ddp.load_state_dict(torch.load(out))
+    _assert_same_weights(single, ddp, atol=1e-6)
+    assert not torch.equal(single.net[0].weight, _net().net[0].weight)  # training moved them
