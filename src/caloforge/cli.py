@@ -219,6 +219,184 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    import yaml
+
+    from caloforge.config import RunConfig, config_to_dict, load_config
+    from caloforge.data.datasets import load_training_set
+    from caloforge.diffusion.loss import EDMLoss
+    from caloforge.fastsim import FastSimModel
+    from caloforge.train import distributed
+    from caloforge.train.checkpoint import latest_checkpoint
+    from caloforge.train.loop import train
+
+    out = Path(args.out)
+    resolved = out / "config.yaml"
+    dist = distributed.setup()
+    try:
+        if latest_checkpoint(out / "checkpoints") is not None or resolved.exists():
+            if not args.resume:
+                raise SpecError(
+                    f"{out} already holds a run; pass --resume to continue it or choose another --out"
+                )
+            config = load_config(RunConfig, resolved, [])  # a resumed run keeps its settings
+            recorded = json.loads((out / "run.json").read_text())["data"]
+            if [str(Path(p)) for p in args.data] != recorded:
+                raise SpecError(f"--data differs from the files the run in {out} was started with")
+            if args.steps is not None and args.steps != config.train.steps:
+                config = load_config(RunConfig, resolved, [f"train.steps={args.steps}"])
+        else:
+            overrides = list(args.set or [])
+            if args.preset:
+                overrides.append(f"preset={args.preset}")
+            if args.steps is not None:
+                overrides.append(f"train.steps={args.steps}")
+            if args.batch_size is not None:
+                overrides.append(f"train.batch_size={args.batch_size}")
+            config = load_config(RunConfig, args.config, overrides)
+        data = load_training_set(
+            list(args.data),
+            val_fraction=config.train.val_fraction,
+            seed=config.train.seed,
+            limit=args.limit,
+        )
+        torch.manual_seed(config.train.seed)  # the same initial weights on every process
+        model = FastSimModel.build(
+            config.preset,
+            dict(config.model),
+            data.preprocessing,
+            data.sigma_data,
+            {
+                "detectors": data.detectors,
+                "particle": data.particle,
+                "calibrated": data.calibrated,
+                "diffusion": config_to_dict(config.diffusion),
+                "training": {"files": data.files, "steps": config.train.steps},
+            },
+        )
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            resolved.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+            (out / "run.json").write_text(
+                json.dumps(
+                    {"data": [str(Path(p)) for p in args.data], "files": data.files}, indent=2
+                )
+            )
+        dist.barrier()
+        loss = EDMLoss(
+            sigma_data=data.sigma_data, P_mean=config.diffusion.p_mean, P_std=config.diffusion.p_std
+        )
+
+        def export(ema: torch.nn.Module, step: int) -> None:
+            exported = FastSimModel(ema, model.preprocessing, {**model.meta})  # type: ignore[arg-type]
+            exported.meta["training"] = {**model.meta["training"], "completed_steps": step}
+            exported.save(out)
+
+        train(
+            model.net,
+            loss,
+            data.x,
+            data.cond,
+            data.val_x,
+            data.val_cond,
+            config.train,
+            out,
+            p_mean=config.diffusion.p_mean,
+            p_std=config.diffusion.p_std,
+            dist=dist,
+            on_checkpoint=export,
+            progress=not args.no_progress,
+        )
+    finally:
+        dist.close()
+    if dist.is_main:
+        print(
+            f"trained {config.train.steps} steps; model in {out} (caloforge sample --model {out})"
+        )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from caloforge import __version__
+    from caloforge.data.io import ShowerWriter
+    from caloforge.fastsim import load_model, shower_seeds
+    from caloforge.simulate.primaries import (
+        PrimarySpec,
+        draw_conditions,
+        parse_particle,
+        parse_spec,
+    )
+    from caloforge.simulate.runner import check_output
+
+    out = Path(args.out)
+    check_output(out, overwrite=args.overwrite)
+    if args.n < 1:
+        raise SpecError(f"-n must be >= 1, got {args.n}")
+    primary = PrimarySpec(
+        parse_particle(args.particle),
+        parse_spec(args.energy, "energy"),
+        parse_spec(args.theta, "theta"),
+        parse_spec(args.phi, "phi"),
+    )
+    model = load_model(args.model)
+    if primary.particle != model.meta.get("particle"):
+        raise SpecError(
+            f"the model was trained on {model.meta.get('particle')} showers, not {primary.particle}"
+        )
+    drawn = draw_conditions(primary, args.seed, range(args.n))
+    energies = np.array([c.energy_mev for c in drawn])
+    theta = np.array([c.theta for c in drawn])
+    phi = np.array([c.phi for c in drawn])
+    detector = model.detectors.get(args.detector)
+    if detector is None:
+        model.preprocessing.conditions.slot(args.detector)  # raises the clear error
+    from tqdm import tqdm
+
+    with tqdm(total=args.n, unit="shower", disable=args.no_progress) as bar:
+        showers = model.generate(
+            energies,
+            theta,
+            phi,
+            args.detector,
+            shower_seeds(args.seed, range(args.n)),
+            steps=args.steps,
+            sampler=args.sampler,
+            batch_size=args.batch_size,
+            allow_extrapolation=args.allow_extrapolation,
+            on_batch=bar.update,
+        )
+    attrs = {
+        **(detector or {}),
+        "particle": primary.particle,
+        "energy_spec_gev": str(primary.energy),
+        "theta_spec_rad": str(primary.theta),
+        "phi_spec_rad": str(primary.phi),
+        "caloforge_version": __version__,
+        "seed": args.seed,
+        "n_showers": args.n,
+        "energy_unit": "MeV",
+        "angle_unit": "rad",
+        "calibrated": bool(model.meta.get("calibrated", False)),
+        "content": "generated by a caloforge model: energy in the active material (raw), as the "
+        "Geant4 files it was trained on",
+        "generator": {
+            "model": str(args.model),
+            "preset": model.meta.get("preset"),
+            "sampler": args.sampler or model.diffusion.sampler,
+            "steps": args.steps or model.diffusion.steps,
+        },
+    }
+    with ShowerWriter(out, args.n, showers.shape[1], attrs) as writer:
+        writer.write(energies, showers, theta, phi)
+    print(f"wrote {args.n} showers to {out}")
+    return 0
+
+
 def _progress_bar(description: str, total: int):  # type: ignore[no-untyped-def]
     from caloforge.evaluate.report import _tqdm_progress
 
@@ -397,6 +575,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "train",
+        formatter_class=formatter,
+        help="train a diffusion model on shower files (torchrun for several processes)",
+    )
+    p.add_argument("--data", nargs="+", required=True, help="caloforge shower files")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, model)")
+    p.add_argument("--preset", help="backbone preset (calodit-cpu, calodit-paper)")
+    p.add_argument("--steps", type=int, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--config", help="YAML run configuration (see configs/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. train.lr=2e-4")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "sample", formatter_class=formatter, help="generate showers with a trained model"
+    )
+    p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
+    p.add_argument("--detector", required=True, help="a detector the model was trained on")
+    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
+    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
+    p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
+    p.add_argument("--phi", default=SIMULATION.phi, help="rad: fixed or A:B")
+    p.add_argument("-n", type=int, required=True, help="number of showers")
+    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 32)")
+    p.add_argument("--sampler", help="heun-stochastic, heun or euler (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=256, help="showers per network call")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument(
+        "--allow-extrapolation", action="store_true", help="allow conditions outside training"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sample)
     return parser
 
 

@@ -247,6 +247,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return _build(cls, tree)
 
 
+def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+    """A config dataclass from a (nested) mapping, e.g. one saved with :func:`config_to_dict`.
+
+    Raises:
+        SpecError: for unknown keys or values of the wrong type.
+    """
+    return _build(cls, values)
+
+
 def config_to_dict(config: Any) -> Any:
     """A config dataclass as plain YAML/JSON types (tuples become lists)."""
     if dataclasses.is_dataclass(config):

@@ -51,6 +51,7 @@ class TrainingSet:
         preprocessing: the fitted transforms.
         detectors: per detector name, the file attributes that describe it.
         particle: the incident particle of every file.
+        calibrated: whether the files hold calibrated (not raw active-material) energies.
         sigma_data: standard deviation of the preprocessed training showers (EDM's sigma_data).
         files: per file, its path, detector and numbers of training and validation showers.
     """
@@ -62,6 +63,7 @@ class TrainingSet:
     preprocessing: Preprocessing
     detectors: dict[str, dict[str, Any]]
     particle: str
+    calibrated: bool
     sigma_data: float
     files: list[dict[str, Any]]
 
@@ -201,6 +203,7 @@ def load_training_set(
         preprocessing=preprocessing,
         detectors=detectors,
         particle=str(first.attrs.get("particle", "unknown")),
+        calibrated=bool(first.attrs.get("calibrated", False)),
         sigma_data=float(x.std()),
         files=files,
     )

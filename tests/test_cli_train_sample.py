@@ -1,0 +1,235 @@
+"""CLI smoke test: train 2 steps on two detectors, resume, sample, evaluate; bad requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from caloforge.cli import main
+from caloforge.geometry.mesh import MeshSpec
+
+MESH = MeshSpec(n_z=6, n_phi=4, n_r=3)
+TINY = [
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "model.embed_dim=16",
+    "--set",
+    "model.depth=1",
+    "--set",
+    "model.num_heads=2",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _files(make_caloforge_file, tmp_path: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    paths = []
+    for k, detector in enumerate(("par04-siw", "par04-scipb")):
+        rng = np.random.default_rng(k)
+        n = 60
+        paths.append(
+            make_caloforge_file(
+                tmp_path / f"{detector}.h5",
+                mesh=MESH,
+                energies=10 ** rng.uniform(3, 5, n),
+                theta=rng.uniform(0.87, 2.27, n),
+                phi=rng.uniform(0, 2 * np.pi, n),
+                seed=k,
+                attrs={
+                    "detector_name": detector,
+                    "detector": {"name": detector},
+                    "energy_spec_gev": "log:1:100",
+                    "theta_spec_rad": "0.87:2.27",
+                    "phi_spec_rad": "0:6.2832",
+                },
+            )
+        )
+    return paths
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line_error(result: tuple[int, str, str], *words: str) -> None:
+    code, _, err = result
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("caloforge: error:")
+    for word in words:
+        assert word in err
+
+
+def test_train_resume_sample_evaluate(
+    make_caloforge_file, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _files(make_caloforge_file, tmp_path)
+    run = tmp_path / "run"
+    train = ["train", "--data", *data, "--out", run, "--batch-size", "8", "--no-progress", *TINY]
+    code, _, err = _run(capsys, *train, "--steps", "2", "--set", "train.checkpoint_every=1")
+    assert code == 0, err
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["training"]["completed_steps"] == 2
+    assert list(meta["detectors"]) == ["par04-siw", "par04-scipb"]
+    assert meta["preprocessing"]["conditions"]["energy_range_mev"] == [1000.0, 100000.0]
+    assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 steps
+    assert (run / "loss.png").exists()
+
+    _one_line_error(_run(capsys, *train, "--steps", "3"), "--resume")
+    code, _, err = _run(capsys, *train, "--steps", "3", "--resume")
+    assert code == 0, err
+    assert json.loads((run / "model.json").read_text())["training"]["completed_steps"] == 3
+
+    gen = tmp_path / "gen.h5"
+    sample = [
+        "sample",
+        "--model",
+        run,
+        "--detector",
+        "par04-siw",
+        "--energy",
+        "log:1:100",
+        "--theta",
+        "0.87:2.27",
+        "--phi",
+        "0:6.2832",
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
+    code, _, err = _run(capsys, *sample, "-n", "40", "--batch-size", "16", "--out", gen)
+    assert code == 0, err
+    with h5py.File(gen) as f:
+        showers = f["showers"][:]
+        assert showers.shape == (40, MESH.n_voxels)
+        assert f.attrs["detector_name"] == "par04-siw"
+        assert float(f.attrs["sampling_fraction"]) > 0
+    assert (showers >= 0).all()
+    assert ((showers == 0) | (showers >= 0.5e-3)).all()  # the 0.5 keV threshold
+    code, out, err = _run(capsys, "inspect", gen)
+    assert code == 0, out + err
+
+    # a shower does not depend on the batch it was drawn in
+    again = tmp_path / "again.h5"
+    code, _, err = _run(capsys, *sample, "-n", "40", "--batch-size", "7", "--out", again)
+    assert code == 0, err
+    with h5py.File(again) as f:
+        np.testing.assert_allclose(f["showers"][:], showers, rtol=1e-4, atol=1e-9)
+
+    report = tmp_path / "report"
+    code, _, err = _run(
+        capsys,
+        "evaluate",
+        "--reference",
+        data[0],
+        "--generated",
+        gen,
+        "--out",
+        report,
+        "--classifier-epochs",
+        "1",
+        "--classifier-repeats",
+        "1",
+        "--no-plots",
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "auc_high" in json.loads((report / "metrics.json").read_text())
+
+
+def test_bad_sample_requests(
+    make_caloforge_file, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _files(make_caloforge_file, tmp_path)
+    run = tmp_path / "run"
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--data",
+        *data,
+        "--out",
+        run,
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        *TINY,
+    )
+    assert code == 0, err
+    base = ["sample", "--model", run, "--steps", "1", "-n", "3", "--no-progress"]
+    out = tmp_path / "x.h5"
+    _one_line_error(
+        _run(capsys, *base, "--detector", "cld-like", "--energy", "10", "--out", out), "cld-like"
+    )
+    _one_line_error(
+        _run(capsys, *base, "--detector", "par04-siw", "--energy", "500", "--out", out), "range"
+    )
+    _one_line_error(
+        _run(
+            capsys,
+            *base,
+            "--detector",
+            "par04-siw",
+            "--energy",
+            "10",
+            "--theta",
+            "0.9",
+            "--particle",
+            "e-",
+            "--out",
+            out,
+        ),
+        "gamma",
+    )
+    _one_line_error(
+        _run(
+            capsys,
+            *base,
+            "--detector",
+            "par04-siw",
+            "--energy",
+            "10",
+            "--model",
+            tmp_path / "nowhere",
+            "--out",
+            out,
+        ),
+        "no trained model",
+    )
+    assert not out.exists()
+    code, _, err = _run(
+        capsys,
+        *base,
+        "--detector",
+        "par04-siw",
+        "--energy",
+        "500",
+        "--allow-extrapolation",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    _one_line_error(
+        _run(capsys, "train", "--data", tmp_path / "missing.h5", "--out", tmp_path / "r2"),
+        "missing",
+    )
+    _one_line_error(
+        _run(capsys, "train", "--data", *data, "--out", tmp_path / "r3", "--set", "train.lrr=1"),
+        "unknown setting",
+    )
