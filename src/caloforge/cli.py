@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATION.particle,
         help="gamma, e- or e+",
     )
-    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
+    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)")
     p.add_argument(
         "--theta",
         default=SIMULATION.theta,
@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
     p.add_argument("--detector", required=True, help="a detector the model was trained on")
     p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
-    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform) or log:A:B")
+    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)")
     p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
     p.add_argument("--phi", default=SIMULATION.phi, help="rad: fixed or A:B")
     p.add_argument("-n", type=int, required=True, help="number of showers")

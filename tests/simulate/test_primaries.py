@@ -20,6 +20,19 @@ def test_parse_spec_forms():
     assert parse_spec("1:100", "energy") == ValueSpec("uniform", 1.0, 100.0)
     assert parse_spec("log:1:1000", "energy") == ValueSpec("log", 1.0, 1000.0)
     assert str(parse_spec("log:1:1000", "energy")) == "log:1:1000"
+    assert parse_spec("10,50,100", "energy") == ValueSpec(
+        "choice", 10.0, 100.0, (10.0, 50.0, 100.0)
+    )
+    assert str(parse_spec("10,50,100", "energy")) == "10,50,100"
+
+
+def test_choice_draws_every_value_equally():
+    spec = parse_spec("10,50,100", "energy")
+    rng = np.random.default_rng(0)
+    values = [spec.sample(rng) for _ in range(3000)]
+    counts = {v: values.count(v) for v in (10.0, 50.0, 100.0)}
+    assert sum(counts.values()) == 3000
+    assert all(900 < c < 1100 for c in counts.values())
 
 
 @pytest.mark.parametrize(
@@ -31,6 +44,8 @@ def test_parse_spec_forms():
         ("5:1", "A < B"),
         ("log:0:10", "A > 0"),
         ("nan", "finite"),
+        ("10,x", "10,50,100"),
+        ("10,10", "distinct"),
     ],
 )
 def test_malformed_specs(text, message):

@@ -29,15 +29,18 @@ PARTICLES = {
 
 @dataclass(frozen=True)
 class ValueSpec:
-    """A fixed value or a distribution on [low, high)."""
+    """A fixed value, a distribution on [low, high), or a uniform choice among values."""
 
-    kind: str  # "fixed", "uniform" or "log"
+    kind: str  # "fixed", "uniform", "log" or "choice"
     low: float
     high: float
+    values: tuple[float, ...] = ()  # the values of a "choice"
 
     def __str__(self) -> str:
         if self.kind == "fixed":
             return f"{self.low:g}"
+        if self.kind == "choice":
+            return ",".join(f"{v:g}" for v in self.values)
         prefix = "log:" if self.kind == "log" else ""
         return f"{prefix}{self.low:g}:{self.high:g}"
 
@@ -46,17 +49,27 @@ class ValueSpec:
         x = float(rng.random())
         if self.kind == "fixed":
             return self.low
+        if self.kind == "choice":
+            return self.values[min(int(x * len(self.values)), len(self.values) - 1)]
         if self.kind == "log":
             return math.exp(math.log(self.low) + x * (math.log(self.high) - math.log(self.low)))
         return self.low + x * (self.high - self.low)
 
 
 def parse_spec(text: str, what: str) -> ValueSpec:
-    """Parse ``50``, ``A:B`` or ``log:A:B``.
+    """Parse ``50``, ``A:B``, ``log:A:B`` or ``10,50,100`` (each value equally likely).
 
     Raises:
         SpecError: if the text is malformed, not finite or the range is empty.
     """
+    if "," in str(text):
+        try:
+            choices = tuple(float(p) for p in str(text).split(","))
+        except ValueError:
+            raise SpecError(f"--{what} {text!r}: expected numbers as in 10,50,100") from None
+        if not all(math.isfinite(v) for v in choices) or len(set(choices)) != len(choices):
+            raise SpecError(f"--{what} {text!r}: values must be finite and distinct")
+        return ValueSpec("choice", min(choices), max(choices), choices)
     parts = str(text).strip().split(":")
     kind = "fixed"
     if parts[0] == "log":
