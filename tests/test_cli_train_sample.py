@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from caloforge.cli import main
+from caloforge.config import ClassifierConfig, EvaluationConfig
+from caloforge.demo import run_demo
 from caloforge.geometry.mesh import MeshSpec
 
 MESH = MeshSpec(n_z=6, n_phi=4, n_r=3)
@@ -150,6 +152,22 @@ def test_train_resume_sample_evaluate(
     )
     assert code == 0, err
     assert "auc_high" in json.loads((report / "metrics.json").read_text())
+
+    # the demo: the model against Geant4-like showers at fixed points
+    points = make_caloforge_file(
+        tmp_path / "points.h5",
+        mesh=MESH,
+        energies=np.repeat([1e4, 5e4], 30),
+        theta=np.full(60, 1.5708),
+        phi=np.zeros(60),
+        seed=5,
+        attrs={"energy_spec_gev": "10,50", "theta_spec_rad": "1.5708", "phi_spec_rad": "0"},
+    )
+    config = EvaluationConfig(classifier=ClassifierConfig(epochs=1, repeats=1), plots=False)
+    metrics = run_demo(tmp_path / "demo", model=run, reference=points, config=config)
+    assert metrics["conditions"]["mode"] == "points"
+    assert len(metrics["conditions"]["bins"]) == 2
+    assert (tmp_path / "demo" / "generated.h5").exists()
 
 
 def test_bad_sample_requests(

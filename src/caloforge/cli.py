@@ -397,6 +397,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from caloforge.config import EvaluationConfig
+    from caloforge.demo import run_demo
+
+    config = EvaluationConfig()
+    config = replace(config, classifier=replace(config.classifier, repeats=args.classifier_repeats))
+    with tqdm(unit="shower", desc="sampling", disable=args.no_progress) as bar:
+        metrics = run_demo(
+            args.out,
+            model=args.model,
+            config=config,
+            overwrite=args.overwrite,
+            on_batch=bar.update,
+            progress=None if args.no_progress else _progress_bar,
+        )
+    base = metrics.get("baseline", {})
+    for key in ("auc_low", "auc_high", "fpd", "kpd"):
+        if key in metrics:
+            value, ref = metrics[key], base.get(key)
+            shown = f"{ref['value']:.4g} +- {ref['error']:.2g}" if ref else "-"
+            print(
+                f"{key:<9} {value['value']:.4g} +- {value['error']:.2g}   (Geant4 vs Geant4: {shown})"
+            )
+    print(f"separation power E_ratio {metrics['separation_power']['e_ratio']:.4g}")
+    print(f"report: {Path(args.out) / 'report' / 'index.html'}")
+    return 0
+
+
 def _progress_bar(description: str, total: int):  # type: ignore[no-untyped-def]
     from caloforge.evaluate.report import _tqdm_progress
 
@@ -466,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATION.particle,
         help="gamma, e- or e+",
     )
-    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)")
+    p.add_argument(
+        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
+    )
     p.add_argument(
         "--theta",
         default=SIMULATION.theta,
@@ -599,7 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
     p.add_argument("--detector", required=True, help="a detector the model was trained on")
     p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
-    p.add_argument("--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)")
+    p.add_argument(
+        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
+    )
     p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
     p.add_argument("--phi", default=SIMULATION.phi, help="rad: fixed or A:B")
     p.add_argument("-n", type=int, required=True, help="number of showers")
@@ -614,6 +650,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "demo",
+        formatter_class=formatter,
+        help="sample the shipped model and compare it with shipped Geant4 showers",
+    )
+    p.add_argument("--out", required=True, help="folder for the generated file and the report")
+    p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
+    p.add_argument("--classifier-repeats", type=int, default=3, help="trainings per classifier")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
