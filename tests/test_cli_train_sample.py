@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,3 +254,38 @@ def test_bad_sample_requests(
         _run(capsys, "train", "--data", *data, "--out", tmp_path / "r3", "--set", "train.lrr=1"),
         "unknown setting",
     )
+
+
+def test_torchrun_two_processes(make_caloforge_file, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m caloforge train` trains one model with DDP over gloo."""
+    data = _files(make_caloforge_file, tmp_path)
+    run = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "caloforge",
+        "train",
+        "--data",
+        *map(str, data),
+        "--out",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        *TINY,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["training"]["completed_steps"] == 2
+    assert (run / "metrics.csv").read_text().count("\n") == 3  # one writer: no duplicated rows
