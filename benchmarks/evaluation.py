@@ -9,8 +9,8 @@ default settings of ``caloforge evaluate``:
    of a full 10k vs 10k evaluation;
 2. Geant4 par04-siw vs Geant4 par04-scipb: the classifiers should reach AUC ~ 1.
 
-Usage: ``python benchmarks/evaluation.py [--out runs/benchmark-evaluation]``; writes
-``benchmarks/results/evaluation.md``. Run it on an idle machine: it is a timing.
+Usage: ``python benchmarks/evaluation.py [--cases siw-vs-siw siw-vs-scipb]``; writes
+``benchmarks/results/evaluation_<case>.md``. Run it on an idle machine: it is a timing.
 """
 
 from __future__ import annotations
@@ -118,11 +118,11 @@ def main() -> None:
         start = time.perf_counter()
         metrics = evaluate(reference, generated, out / name, overwrite=True)
         wall = time.perf_counter() - start
-        lines += _table(name, metrics, wall)
-        print("\n".join(_table(name, metrics, wall)))
-    results = ROOT / "benchmarks" / "results" / "evaluation.md"
-    results.write_text("\n".join(lines))
-    print(f"wrote {results}")
+        text = "\n".join([*lines, *_table(name, metrics, wall)])
+        results = ROOT / "benchmarks" / "results" / f"evaluation_{name}.md"
+        results.write_text(text)
+        print(text)
+        print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classifier = replace(classifier, epochs=args.classifier_epochs)
     if classifier.repeats < 1 or classifier.epochs < 1:
         raise SpecError("--classifier-repeats and --classifier-epochs must be >= 1")
-    if args.threshold is not None and not args.threshold >= 0:
+    if args.threshold is not None and not 0 <= args.threshold < float("inf"):
         raise SpecError(f"--threshold must be >= 0 keV, got {args.threshold}")
     if args.limit is not None and args.limit < 1:
         raise SpecError(f"--limit must be >= 1, got {args.limit}")

@@ -153,6 +153,20 @@ def test_bad_inputs(
         _run(capsys, "--reference", ref, "--generated", nan_file, "--out", out), out, "NaN"
     )
 
+    # labelled raw but holding calibrated-size energies: the data give it away
+    mislabelled = _file(
+        make_caloforge_file,
+        tmp_path / "mislabelled.h5",
+        seed=6,
+        showers=_showers(240, SMALL, np.full(240, 5e3), 1.0, 6),
+        energies=np.full(240, 5e3),
+    )
+    _assert_clean_error(
+        _run(capsys, "--reference", ref, "--generated", mislabelled, "--out", out),
+        out,
+        "energy scales",
+    )
+
     high = _file(make_caloforge_file, tmp_path / "high.h5", seed=4, energies=np.full(240, 5e5))
     _assert_clean_error(
         _run(capsys, "--reference", ref, "--generated", high, "--out", out), out, "conditions"
@@ -167,6 +181,13 @@ def test_bad_inputs(
     _assert_clean_error(
         _run(capsys, "--reference", tmp_path / "missing.h5", "--generated", ref, "--out", out), out
     )
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, _, err = _run(
+        capsys, "--reference", ref, "--generated", ref, "--out", a_file, "--overwrite"
+    )
+    assert code == 1
+    assert "is a file" in err
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"not an hdf5 file")
     _assert_clean_error(_run(capsys, "--reference", ref, "--generated", corrupt, "--out", out), out)
@@ -217,3 +238,19 @@ def test_different_detectors_are_noted(
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert "auc_low" not in metrics
     assert any("par04-scipb" in note for note in metrics["notes"])
+
+
+def test_small_generated_file_is_evaluated_with_notes(
+    make_caloforge_file, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = _file(make_caloforge_file, tmp_path / "ref.h5", seed=1)
+    gen = _file(make_caloforge_file, tmp_path / "gen.h5", n=15, seed=2)
+    code, _, stderr = _run(
+        capsys, "--reference", ref, "--generated", gen, "--out", tmp_path / "r", *FAST
+    )
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "fpd" not in metrics
+    assert "auc_high" in metrics  # 15 showers are enough for the classifier, not for FPD
+    assert "fpd" in metrics["baseline"]  # the reference still splits: 190 vs 50
+    assert any("FPD" in note for note in metrics["notes"])

@@ -28,7 +28,9 @@ def test_baseline_floor_is_never_below_the_comparison(n_ref, n_gen, n_a, n_b):
 
 def test_no_baseline_for_a_small_reference():
     assert _baseline_split(90, 1000, EvaluationConfig(min_baseline=50)) is None
-    assert _baseline_split(1000, 40, EvaluationConfig(min_baseline=50)) is None
+    # a small generated file does not prevent the baseline: the part B keeps min_baseline
+    a, b = _baseline_split(1000, 40, EvaluationConfig(min_baseline=50))
+    assert (a.sum(), b.sum()) == (950, 50)
 
 
 def _data(energies_gev, theta=None, phi=None):
@@ -50,6 +52,30 @@ def test_fixed_condition_points():
     assert [int(b.generated.sum()) for b in conditions.bins] == [20, 20]
     with pytest.raises(DataError, match="mismatched conditions"):
         condition_bins(ref, _data([20] * 10, [1.57] * 10, [0.0] * 10))
+    # conditions stored as float32 in one file still match their points
+    gen32 = _data(
+        np.float32(np.array([50, 10] * 20) * 1e3) / 1e3,
+        np.float32([1.5707963] * 40),
+        np.float32([0.0] * 40),
+    )
+    ref64 = _data([10, 50, 10, 50] * 30, [1.5707963] * 120, [0.0] * 120)
+    assert [int(b.generated.sum()) for b in condition_bins(ref64, gen32).bins] == [20, 20]
+
+
+def test_few_continuous_showers_are_not_a_fixed_condition_set():
+    rng = np.random.default_rng(3)
+    ref = _data(10 ** rng.uniform(0, 2, 15), rng.uniform(0.9, 2.2, 15), rng.uniform(0, 6, 15))
+    assert condition_bins(ref, ref).mode == "continuous"
+
+
+def test_varying_angles_in_one_file_only_are_an_error():
+    rng = np.random.default_rng(4)
+    e = 10 ** rng.uniform(0, 2, 100)
+    with pytest.raises(DataError, match="missing conditions"):
+        condition_bins(_data(e, rng.uniform(0.9, 2.2, 100), rng.uniform(0, 6, 100)), _data(e))
+    conditions = condition_bins(_data(e, np.full(100, 1.57), np.zeros(100)), _data(e))
+    assert not conditions.uses_angles
+    assert conditions.notes
 
 
 def test_continuous_energy_decades_and_theta_bins():
@@ -65,7 +91,7 @@ def test_continuous_energy_decades_and_theta_bins():
     assert sum(int(b.reference.sum()) for b in conditions.bins[2:]) == 500
     with pytest.raises(DataError, match="mismatched conditions"):
         condition_bins(ref, _data(e * 10, theta, rng.uniform(0, 6, 500)))
-    # without angles in one file: energy only, with a note
-    conditions = condition_bins(ref, _data(e))
-    assert not conditions.uses_angles
-    assert conditions.notes
+    # generated energies within the range tolerance land in the edge decades
+    low = _data(np.full(10, 0.97), np.full(10, 1.5), np.zeros(10))
+    first = condition_bins(ref, low).bins[0]
+    assert int(first.generated.sum()) == 10

@@ -192,7 +192,6 @@ def classifier_test(
     aucs, jsds, epochs = [], [], []
     for repeat in range(config.repeats):
         rng = np.random.default_rng(seed + repeat)
-        torch.manual_seed(seed + repeat)
         generator = torch.Generator().manual_seed(seed + repeat)
         parts_ref = _split(n, config.split, rng)
         parts_gen = _split(n, config.split, rng)
@@ -204,9 +203,11 @@ def classifier_test(
             y = np.concatenate([np.ones(len(part_ref)), np.zeros(len(part_gen))])
             sets.append((torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype)))
         (x_train, y_train), (x_test, y_test), (x_val, y_val) = sets
-        model, best_epoch = _train_once(
-            x_train, y_train, x_test, y_test, config, generator, on_epoch
-        )
+        with torch.random.fork_rng():  # seeded initialisation without touching the caller's RNG
+            torch.manual_seed(seed + repeat)
+            model, best_epoch = _train_once(
+                x_train, y_train, x_test, y_test, config, generator, on_epoch
+            )
         labels = y_val.double().numpy()
         scores = _calibrated_scores(model, x_test, y_test.double().numpy(), x_val)
         aucs.append(float(roc_auc_score(labels, scores)))

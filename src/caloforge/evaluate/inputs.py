@@ -17,6 +17,7 @@ from caloforge.data.inspect import THRESHOLD_DATASET_1_MEV, THRESHOLD_DATASETS_2
 from caloforge.data.readers import PathLike, describe_file, read_showers
 from caloforge.data.showers import ShowerData
 from caloforge.errors import DataError
+from caloforge.geometry.binning import calochallenge_binning
 
 THRESHOLD_RAW_MEV = 0.5e-3
 """Voxel threshold on raw active-material energies: the 0.5 keV read-out threshold."""
@@ -129,6 +130,18 @@ def check_compatible(reference: Sample, generated: Sample) -> list[str]:
             f"{scale[generated.calibrated]}; compare files on the same scale (a raw caloforge "
             "file becomes calibrated with `caloforge export --calochallenge`)"
         )
+    ref_response = float(np.median(reference.data.showers.sum(axis=1) / reference.data.energies))
+    gen_response = float(np.median(generated.data.showers.sum(axis=1) / generated.data.energies))
+    if (
+        ref_response > 0
+        and gen_response > 0
+        and max(ref_response / gen_response, gen_response / ref_response) > 5
+    ):
+        raise DataError(
+            f"the two files are on different energy scales although both are labelled "
+            f"{scale[reference.calibrated]}: median E_tot/E_inc is {ref_response:.3g} in the "
+            f"reference and {gen_response:.3g} in the generated file"
+        )
     notes = []
     if reference.detector != generated.detector:
         notes.append(
@@ -148,7 +161,11 @@ def check_compatible(reference: Sample, generated: Sample) -> list[str]:
 
 def default_threshold(reference: Sample) -> tuple[float, str]:
     """The CaloChallenge voxel threshold for the reference's energy scale, with a note."""
-    if reference.kind.startswith("calochallenge-1"):
+    layers = reference.data.binning.layers
+    dataset_1 = reference.kind.startswith("calochallenge-1") or any(
+        layers == calochallenge_binning(name).layers for name in ("1-photons", "1-pions")
+    )
+    if dataset_1:
         return THRESHOLD_DATASET_1_MEV, "1 MeV (CaloChallenge dataset 1)"
     if reference.calibrated:
         return THRESHOLD_DATASETS_2_3_MEV, "15.15 keV = 0.5 keV / 0.033 (calibrated energies)"
@@ -187,15 +204,46 @@ class Conditions:
 
 
 def _points(data: ShowerData, uses_angles: bool) -> np.ndarray:
-    """Conditions rounded to group equal points: (N, 1 or 3) of E (MeV, 6 digits), theta, phi."""
-    energy = np.array([float(f"{e:.6g}") for e in data.energies])
+    """Conditions (N, 1 or 3): E in MeV, and theta, phi in [0, 2 pi) in rad."""
+    energy = np.asarray(data.energies, dtype=np.float64)
     if not uses_angles:
         return energy[:, None]
     assert data.theta is not None
     assert data.phi is not None
-    phi = np.mod(data.phi, 2 * np.pi)
-    phi[np.isclose(phi, 2 * np.pi, atol=1e-6)] = 0.0
-    return np.column_stack([energy, np.round(data.theta, 6), np.round(phi, 6)])
+    phi = np.mod(np.asarray(data.phi, dtype=np.float64), 2 * np.pi)
+    phi[np.isclose(phi, 2 * np.pi, rtol=0, atol=1e-5)] = 0.0
+    return np.column_stack([energy, np.asarray(data.theta, dtype=np.float64), phi])
+
+
+def _distinct(points: np.ndarray, limit: int) -> np.ndarray | None:
+    """The distinct rows of ``points`` (N, k), equal within float32 rounding; None if more
+    than ``limit``."""
+    distinct: list[np.ndarray] = []
+    for row in np.unique(points, axis=0):
+        if not any(_same(row, d) for d in distinct):
+            distinct.append(row)
+            if len(distinct) > limit:
+                return None
+    return np.array(distinct)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two condition rows are equal up to float32 storage (1e-5 relative on E,
+    1e-5 rad on the angles)."""
+    if abs(a[0] - b[0]) > 1e-5 * max(abs(a[0]), abs(b[0])):
+        return False
+    return bool(np.all(np.abs(a[1:] - b[1:]) <= 1e-5))
+
+
+def _nearest(points: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Index of the matching distinct point of every row (N,), -1 where none matches."""
+    out = np.full(len(points), -1)
+    for i, d in enumerate(distinct):
+        close = np.abs(points[:, 0] - d[0]) <= 1e-5 * np.maximum(np.abs(points[:, 0]), abs(d[0]))
+        if points.shape[1] > 1:
+            close &= np.all(np.abs(points[:, 1:] - d[1:]) <= 1e-5, axis=1)
+        out[close & (out < 0)] = i
+    return out
 
 
 def _point_label(point: np.ndarray) -> str:
@@ -229,17 +277,25 @@ def condition_bins(
     Raises:
         DataError: for generated conditions that the reference does not cover.
     """
-    uses_angles = all(d.theta is not None and d.phi is not None for d in (reference, generated))
+    stores = [d.theta is not None and d.phi is not None for d in (reference, generated)]
+    uses_angles = all(stores)
     notes = []
-    if not uses_angles and any(d.theta is not None for d in (reference, generated)):
-        notes.append("only one file stores the angles: conditions compared on energy alone")
+    if stores[0] != stores[1]:
+        having = reference if stores[0] else generated
+        assert having.theta is not None
+        if np.ptp(having.theta) > 1e-6 or np.ptp(np.mod(having.phi, 2 * np.pi)) > 1e-6:  # type: ignore[arg-type]
+            raise DataError(
+                "missing conditions: only one file stores the incident angles, and they vary; "
+                "the showers cannot be matched"
+            )
+        notes.append("only one file stores the (constant) angles: conditions compared on energy")
     ref_points, gen_points = _points(reference, uses_angles), _points(generated, uses_angles)
-    distinct, ref_index = np.unique(ref_points, axis=0, return_inverse=True)
-    if len(distinct) <= max_points:
-        rows = {tuple(p): i for i, p in enumerate(distinct)}
-        gen_index = np.array([rows.get(tuple(p), -1) for p in gen_points])
+    distinct = _distinct(ref_points, max_points)
+    # a fixed-condition set: few distinct points, each holding several showers
+    if distinct is not None and len(reference) >= 5 * len(distinct):
+        ref_index, gen_index = _nearest(ref_points, distinct), _nearest(gen_points, distinct)
         if (gen_index < 0).any():
-            missing = np.unique(gen_points[gen_index < 0], axis=0)
+            missing = gen_points[gen_index < 0]
             listed = "; ".join(_point_label(p) for p in missing[:3])
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise DataError(
@@ -256,13 +312,14 @@ def condition_bins(
     _check_range("log10(E/GeV)", ref_e, gen_e, "")
     bins_list = []
     first, last = math.floor(ref_e.min() + 1e-9), math.ceil(ref_e.max() - 1e-9)
-    for k in range(first, max(last, first + 1)):
+    last = max(last, first + 1)
+    # generated showers admitted by the range tolerance belong to the edge decades
+    ref_e = np.clip(ref_e, first, last - 1e-9)
+    gen_e = np.clip(gen_e, first, last - 1e-9)
+    for k in range(first, last):
         lo, hi = 10.0**k, 10.0 ** (k + 1)
         ref_mask = (ref_e >= k) & (ref_e < k + 1)
         gen_mask = (gen_e >= k) & (gen_e < k + 1)
-        if k == last - 1:  # the top edge belongs to the last decade
-            ref_mask |= ref_e >= k + 1
-            gen_mask |= gen_e >= k + 1
         bins_list.append(
             ConditionBin(f"E_{lo:g}-{hi:g}GeV", f"E {lo:g}-{hi:g} GeV", ref_mask, gen_mask)
         )

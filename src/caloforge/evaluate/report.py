@@ -38,6 +38,7 @@ from caloforge.evaluate.inputs import (
     load_sample,
 )
 from caloforge.evaluate.metrics import (
+    MIN_DISTANCE_SAMPLES,
     DistanceSettings,
     fpd,
     histogram,
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 ProgressFactory = Callable[[str, int], Callable[[], None]]
 """(description, total) -> callback to call once per unit of work (a progress bar)."""
 
-_LOG_FEATURES = ("e_layer",)  # families histogrammed on log-spaced bins from the threshold
+_LOG_FEATURES = ("e_layer",)
+MIN_CLASSIFIER_SAMPLES = 10  # per file; fewer leave the 60/20/20 split empty  # families histogrammed on log-spaced bins from the threshold
 
 
 def _tqdm_progress(description: str, total: int) -> Callable[[], None]:
@@ -192,6 +194,13 @@ def _comparison(
     result["separation_power"] = {name: v for name, (v, _) in powers.items()}
     result["separation_power_error"] = {name: e for name, (_, e) in powers.items()}
     result["separation_power_summary"] = _summary(powers)
+    n_min = min(len(ref), len(gen))
+    if n_min < MIN_CLASSIFIER_SAMPLES:
+        result["skipped"] = (
+            f"classifiers need >= {MIN_CLASSIFIER_SAMPLES} showers per file, FPD and KPD "
+            f">= {MIN_DISTANCE_SAMPLES}"
+        )
+        return result
     high = _classifier(
         ref.features.classifier_inputs(),
         gen.features.classifier_inputs(),
@@ -215,6 +224,9 @@ def _comparison(
         )
         result["auc_low"], result["jsd_low"] = low.as_dict()["auc"], low.as_dict()["jsd"]
         result["classifier_low"] = low.as_dict()
+    if n_min < MIN_DISTANCE_SAMPLES:
+        result["skipped"] = f"FPD and KPD need >= {MIN_DISTANCE_SAMPLES} showers per file"
+        return result
     settings = DistanceSettings.fitting(len(ref), len(gen))
     real, fake = ref.features.distance_inputs(), gen.features.distance_inputs()
     result["fpd"] = _value(
@@ -358,6 +370,8 @@ def evaluate(
     """
     config = config or EvaluationConfig()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a report directory")
     if out_dir.exists() and not overwrite:
         raise OutputError(f"{out_dir} exists; pass --overwrite to replace it")
     timer = _Timer()
@@ -393,9 +407,12 @@ def evaluate(
         metrics["timing_s"] = timer.seconds
         (work / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
         write_index(work / "index.html", metrics)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        work.rename(out_dir)
+        try:
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            work.rename(out_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot write the report to {out_dir}: {exc}") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -407,14 +424,15 @@ def _baseline_split(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Random masks (A, B) over the reference for the Geant4-vs-Geant4 baseline, or None.
 
-    B has ``min(n_gen, n_ref // 2)`` showers and A the rest. The finite-sample floor of every
-    metric grows like ``1/n_1 + 1/n_2``; with these sizes the baseline's floor is never below
-    that of the comparison (``n_ref`` vs ``n_gen``) and equals it when the generated sample is
-    small, so a perfect generator scores at or below the baseline.
+    B has ``min(n_gen, n_ref // 2)`` showers (at least ``min_baseline``) and A the rest. The
+    finite-sample floor of every metric grows like ``1/n_1 + 1/n_2``; with these sizes the
+    baseline's floor is never below that of the comparison (``n_ref`` vs ``n_gen``) and equals
+    it when the generated sample is small, so a perfect generator scores at or below the
+    baseline (by up to a factor ~2 when both files have the same size).
     """
-    n_b = min(n_gen, n_ref // 2)
-    if n_b < config.min_baseline:
+    if n_ref < 2 * config.min_baseline:
         return None
+    n_b = max(min(n_gen, n_ref // 2), config.min_baseline)
     order = np.random.default_rng(config.seed).permutation(n_ref)
     half_b = np.zeros(n_ref, dtype=bool)
     half_b[order[:n_b]] = True
@@ -472,6 +490,8 @@ def _run(
                 progress=progress,
             )
         )
+    if "skipped" in metrics:
+        metrics["notes"].append(f"whole file: {metrics['skipped']}: not computed")
     if halves is not None:
         with timer("baseline"):
             metrics["baseline"] = _comparison(
@@ -496,8 +516,9 @@ def _run(
     with timer("anomalies"):
         if halves is not None:
             ref_train, ref_test = ref.select(halves[0]), ref.select(halves[1])
-        else:
-            ref_train = ref_test = ref
+        else:  # score Geant4 showers the forest has not seen
+            held = np.random.default_rng(config.seed).random(len(ref)) < 0.3
+            ref_train, ref_test = ref.select(~held), ref.select(held)
         summary, ref_scores, gen_scores = _anomalies(ref_train, ref_test, gen, config)
         metrics["anomalies"] = summary
     if not config.plots:
