@@ -216,10 +216,15 @@ def test_different_detectors_are_noted(
     make_caloforge_file, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ref = _file(make_caloforge_file, tmp_path / "ref.h5", seed=1)
+    # another detector with another sampling fraction (0.17 instead of 0.03), raw energies
+    energies = 10 ** np.random.default_rng(9).uniform(3.0, 5.0, 240)
     gen = _file(
         make_caloforge_file,
         tmp_path / "gen.h5",
         seed=2,
+        sampling_fraction=0.17,
+        energies=energies,
+        showers=_showers(240, SMALL, energies, 0.17, 2),
         attrs={"detector_name": "par04-scipb", "detector": {"name": "par04-scipb"}},
     )
     code, stdout, stderr = _run(

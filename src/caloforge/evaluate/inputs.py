@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.data.inspect import THRESHOLD_DATASET_1_MEV, THRESHOLD_DATASETS_2_3_MEV
+from caloforge.data.inspect import (
+    THRESHOLD_DATASET_1_MEV,
+    THRESHOLD_DATASETS_2_3_MEV,
+    file_sampling_fraction,
+)
 from caloforge.data.readers import PathLike, describe_file, read_showers
 from caloforge.data.showers import ShowerData
 from caloforge.errors import DataError
@@ -104,6 +108,16 @@ def load_sample(
     )
 
 
+def _response(sample: Sample) -> float:
+    """Median calibrated response: E_tot/E_inc, divided by the sampling fraction of raw files
+    (so that detectors with different sampling fractions compare alike)."""
+    response = float(np.median(sample.data.showers.sum(axis=1) / sample.data.energies))
+    sampling_fraction = file_sampling_fraction(sample.data.attrs)
+    if not sample.calibrated and sampling_fraction is not None:
+        response /= sampling_fraction
+    return response
+
+
 def check_compatible(reference: Sample, generated: Sample) -> list[str]:
     """Refuse samples that cannot be compared; return notes on allowed differences.
 
@@ -130,17 +144,14 @@ def check_compatible(reference: Sample, generated: Sample) -> list[str]:
             f"{scale[generated.calibrated]}; compare files on the same scale (a raw caloforge "
             "file becomes calibrated with `caloforge export --calochallenge`)"
         )
-    ref_response = float(np.median(reference.data.showers.sum(axis=1) / reference.data.energies))
-    gen_response = float(np.median(generated.data.showers.sum(axis=1) / generated.data.energies))
-    if (
-        ref_response > 0
-        and gen_response > 0
-        and max(ref_response / gen_response, gen_response / ref_response) > 5
-    ):
+    ref_response, gen_response = _response(reference), _response(generated)
+    low, high = sorted((ref_response, gen_response))
+    if low > 0 and high > 5 * low:  # all-empty showers are left to the metrics
         raise DataError(
             f"the two files are on different energy scales although both are labelled "
-            f"{scale[reference.calibrated]}: median E_tot/E_inc is {ref_response:.3g} in the "
-            f"reference and {gen_response:.3g} in the generated file"
+            f"{scale[reference.calibrated]}: the median response (E_tot/E_inc, divided by the "
+            f"sampling fraction for raw files) is {ref_response:.3g} in the reference and "
+            f"{gen_response:.3g} in the generated file"
         )
     notes = []
     if reference.detector != generated.detector:
