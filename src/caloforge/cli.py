@@ -257,6 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.batch_size is not None:
                 overrides.append(f"train.batch_size={args.batch_size}")
             config = load_config(RunConfig, args.config, overrides)
+        dist.barrier()  # every process has looked at --out before the main one writes there
         data = load_training_set(
             list(args.data),
             val_fraction=config.train.val_fraction,
