@@ -102,7 +102,15 @@ LONG = ["simulate", "--detector", "par04-siw", "--energy", "10", "--theta", "0.8
 def _start_and_signal_after_first_chunk(out: Path, sig: int) -> subprocess.Popen:
     partial = Path(str(out) + ".partial")
     cmd = [sys.executable, "-m", "caloforge.cli", *LONG, "--out", str(out)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    # A shell that starts jobs in the background ignores SIGINT in them, and Python then keeps
+    # it ignored: restore the default so that this test sees what a terminal's Ctrl-C does.
+    proc = subprocess.Popen(
+        cmd,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
     deadline = time.time() + 120
     while not list(partial.glob("chunk-*.npz")) and time.time() < deadline:
         time.sleep(0.02)

@@ -153,16 +153,19 @@ def test_bad_inputs(
         _run(capsys, "--reference", ref, "--generated", nan_file, "--out", out), out, "NaN"
     )
 
-    # labelled raw but holding calibrated-size energies: the data give it away
-    mislabelled = _file(
-        make_caloforge_file,
-        tmp_path / "mislabelled.h5",
-        seed=6,
-        showers=_showers(240, SMALL, np.full(240, 5e3), 1.0, 6),
-        energies=np.full(240, 5e3),
-    )
+    # CaloChallenge-layout files are assumed calibrated: a raw one (x 0.03) is caught on the data
+    plain = []
+    for name, scale in (("cc-calibrated.h5", 1.0), ("cc-raw.h5", 0.03)):
+        rng = np.random.default_rng(7)
+        energies = 2.0 ** rng.integers(10, 16, size=(200, 1)).astype(np.float64)
+        weights = rng.exponential(size=(200, 368)) * (rng.random((200, 368)) < 0.3)
+        showers = weights / weights.sum(axis=1, keepdims=True) * energies * scale
+        with h5py.File(tmp_path / name, "w") as f:
+            f.create_dataset("incident_energies", data=energies)
+            f.create_dataset("showers", data=showers)
+        plain.append(tmp_path / name)
     _assert_clean_error(
-        _run(capsys, "--reference", ref, "--generated", mislabelled, "--out", out),
+        _run(capsys, "--reference", plain[0], "--generated", plain[1], "--out", out),
         out,
         "energy scales",
     )

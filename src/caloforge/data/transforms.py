@@ -11,7 +11,7 @@ Showers (voxel energies ``E_v`` in MeV, incident energy ``E_inc`` in MeV)::
 with ``eps`` a fixed floor below the smallest deposit of interest (zeros map to
 ``(ln eps - mean) / std``) and ``mean``, ``std`` the mean and standard deviation of
 ``ln(u + eps)`` over every voxel of the training set. The inverse is
-``E_v = max(exp(y std + mean) - eps, 0) E_inc``.
+``E_v = clip(exp(y std + mean) - eps, 0, 1) E_inc`` (a voxel holds at most the incident energy).
 
 Conditions, one row per shower::
 
@@ -68,8 +68,9 @@ class ShowerTransform:
     def inverse(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Normalised values (N, V) -> voxel energies (N, V) in MeV, never negative."""
         y = np.asarray(values, dtype=np.float64) * self.std + self.mean
-        u = np.exp(np.minimum(y, 50.0)) - self.eps  # exp(50) ~ 5e21: no overflow
-        return np.clip(u, 0.0, None) * energies.reshape(-1, 1)
+        u = np.exp(np.minimum(y, 1.0)) - self.eps  # no overflow
+        # a voxel never holds more than the incident energy: bound what a model may produce
+        return np.clip(u, 0.0, 1.0) * energies.reshape(-1, 1)
 
     @property
     def zero_level(self) -> float:
