@@ -452,6 +452,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"caloforge: error: {self.prog.removeprefix('caloforge ')}: {message}\n")
 
 
+def _add_shower_spec(p: argparse.ArgumentParser) -> None:
+    """The options that say which showers to make (shared by simulate and sample)."""
+    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
+    p.add_argument(
+        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
+    )
+    p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
+    p.add_argument("--phi", default=SIMULATION.phi, help="rad, taken modulo 2 pi: fixed or A:B")
+    p.add_argument("-n", type=int, required=True, help="number of showers")
+    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="caloforge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
@@ -494,26 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
     )
-    p.add_argument(
-        "--particle",
-        default=SIMULATION.particle,
-        help="gamma, e- or e+",
-    )
-    p.add_argument(
-        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
-    )
-    p.add_argument(
-        "--theta",
-        default=SIMULATION.theta,
-        help="rad: fixed, A:B or log:A:B",
-    )
-    p.add_argument(
-        "--phi",
-        default=SIMULATION.phi,
-        help="rad, taken modulo 2 pi: fixed or A:B",
-    )
-    p.add_argument("-n", type=int, required=True, help="number of showers")
-    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+    _add_shower_spec(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -633,14 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
     p.add_argument("--detector", required=True, help="a detector the model was trained on")
-    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
-    p.add_argument(
-        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
-    )
-    p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
-    p.add_argument("--phi", default=SIMULATION.phi, help="rad: fixed or A:B")
-    p.add_argument("-n", type=int, required=True, help="number of showers")
-    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+    _add_shower_spec(p)
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 32)")
     p.add_argument("--sampler", help="heun-stochastic, heun or euler (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256, help="showers per network call")

@@ -144,6 +144,25 @@ def heun_step(
 # Samplers
 
 
+def _integrate(
+    step: Callable[[Denoiser, Tensor, Tensor, Tensor, Tensor | None], Tensor],
+    denoiser: Denoiser,
+    x_T: Tensor,
+    sigmas: Tensor,
+    cond: Tensor | None,
+    callback: Callback | None,
+) -> Tensor:
+    """Apply a deterministic ``step`` along the grid ``sigmas``."""
+    _check_sigmas(sigmas)
+    sigmas = sigmas.to(x_T.device, x_T.dtype)
+    x = x_T
+    for i in range(len(sigmas) - 1):
+        x = step(denoiser, x, sigmas[i], sigmas[i + 1], cond)
+        if callback is not None:
+            callback(i, x, sigmas[i + 1])
+    return x
+
+
 @torch.no_grad()
 def sample_euler(
     denoiser: Denoiser,
@@ -168,14 +187,7 @@ def sample_euler(
         x_0: the samples, shape (B, ...).
     """
     del noise  # deterministic
-    _check_sigmas(sigmas)
-    sigmas = sigmas.to(x_T.device, x_T.dtype)
-    x = x_T
-    for i in range(len(sigmas) - 1):
-        x = euler_step(denoiser, x, sigmas[i], sigmas[i + 1], cond)
-        if callback is not None:
-            callback(i, x, sigmas[i + 1])
-    return x
+    return _integrate(euler_step, denoiser, x_T, sigmas, cond, callback)
 
 
 @torch.no_grad()
@@ -203,14 +215,7 @@ def sample_heun(
         x_0: the samples, shape (B, ...).
     """
     del noise  # deterministic
-    _check_sigmas(sigmas)
-    sigmas = sigmas.to(x_T.device, x_T.dtype)
-    x = x_T
-    for i in range(len(sigmas) - 1):
-        x = heun_step(denoiser, x, sigmas[i], sigmas[i + 1], cond)
-        if callback is not None:
-            callback(i, x, sigmas[i + 1])
-    return x
+    return _integrate(heun_step, denoiser, x_T, sigmas, cond, callback)
 
 
 @torch.no_grad()
