@@ -243,8 +243,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"{out} already holds a run; pass --resume to continue it or choose another --out"
                 )
             config = load_config(RunConfig, resolved, [])  # a resumed run keeps its settings
-            recorded = json.loads((out / "run.json").read_text())["data"]
-            if [str(Path(p)) for p in args.data] != recorded:
+            try:
+                recorded = json.loads((out / "run.json").read_text())["data"]
+            except (OSError, ValueError, KeyError):
+                recorded = None  # killed before the first write: nothing to compare with
+            if recorded is not None and [str(Path(p)) for p in args.data] != recorded:
                 raise SpecError(f"--data differs from the files the run in {out} was started with")
             if args.steps is not None and args.steps != config.train.steps:
                 config = load_config(RunConfig, resolved, [f"train.steps={args.steps}"])
