@@ -314,6 +314,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_checkpoint=export,
             progress=not args.no_progress,
         )
+        # leave together: a process tearing its connections down while a peer still uses
+        # them makes gloo abort that peer
+        dist.barrier()
     finally:
         dist.close()
     if dist.is_main:
