@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from caloforge.config import EvaluationConfig
+from caloforge.evaluate.metrics import format_value
 from caloforge.evaluate.report import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,7 @@ CASES = {
 
 
 def _pm(entry: dict[str, Any] | None, scale: float = 1.0) -> str:
-    if not entry or entry.get("value") is None:
-        return "-"
-    return f"{entry['value'] * scale:.4f} ± {(entry['error'] or 0.0) * scale:.4f}"
+    return format_value(entry, scale, value_format=".4f", error_format=".4f")
 
 
 def _table(name: str, metrics: dict[str, Any], wall: float) -> list[str]:

@@ -15,18 +15,13 @@ import csv
 import json
 from pathlib import Path
 
+from caloforge.evaluate.metrics import format_value
 from caloforge.fastsim import copy_model, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "caloforge" / "models" / "default"
 AIM_AUC_HIGH = 0.55
 POOR_AUC_HIGH = 0.7
-
-
-def _pm(entry: dict | None, scale: float = 1.0) -> str:
-    if not entry or entry.get("value") is None:
-        return "-"
-    return f"{entry['value'] * scale:.4g} ± {(entry.get('error') or 0) * scale:.2g}"
 
 
 def main() -> None:
@@ -89,7 +84,7 @@ def main() -> None:
         "| metric | model vs Geant4 | Geant4 vs Geant4 |",
         "|---|---|---|",
         *(
-            f"| {key} | {_pm(metrics.get(key), s)} | {_pm(base.get(key), s)} |"
+            f"| {key} | {format_value(metrics.get(key), s)} | {format_value(base.get(key), s)} |"
             for key, s in (("auc_low", 1), ("auc_high", 1), ("fpd", 1e3), ("kpd", 1e3))
         ),
         (

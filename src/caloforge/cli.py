@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from caloforge import __version__
 from caloforge.config import CALIBRATION, SIMULATION
@@ -160,7 +160,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from caloforge.config import PUBLISHED_CLASSIFIER, ClassifierConfig, EvaluationConfig
-    from caloforge.evaluate.report import evaluate
+    from caloforge.evaluate.report import evaluate, tqdm_progress
 
     classifier = PUBLISHED_CLASSIFIER if args.classifier == "published" else ClassifierConfig()
     if args.classifier_repeats is not None:
@@ -188,31 +188,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         config,
         binning_xml=args.binning,
         overwrite=args.overwrite,
-        progress=None if args.no_progress else _progress_bar,
+        progress=None if args.no_progress else tqdm_progress,
     )
-    baseline = metrics.get("baseline", {})
-
-    def show(key: str, scale: float = 1.0) -> str:
-        def fmt(entry: dict[str, float] | None) -> str:
-            if not entry or entry.get("value") is None:
-                return "-"
-            return f"{entry['value'] * scale:.4g} +- {(entry['error'] or 0) * scale:.2g}"
-
-        return f"  {key + (' x1e3' if scale != 1 else ''):<22}{fmt(metrics.get(key)):<24}{fmt(baseline.get(key))}"
-
-    print(f"{'':<24}{'generated vs Geant4':<24}Geant4 vs Geant4")
-    for key in ("auc_low", "auc_high", "jsd_low", "jsd_high"):
-        if key in metrics:
-            print(show(key))
-    print(show("fpd", 1e3))
-    print(show("kpd", 1e3))
-    sep, sep_base = metrics["separation_power"], baseline.get("separation_power", {})
-    base = f"{sep_base['e_ratio']:.4g}" if sep_base else "-"
-    print(f"  {'sep. power E_ratio':<22}{sep['e_ratio']:<24.4g}{base}")
-    summary = metrics["separation_power_summary"]
-    base_summary = baseline.get("separation_power_summary")
-    base = f"{base_summary['mean']:.4g}" if base_summary else "-"
-    print(f"  {'sep. power, mean':<22}{summary['mean']:<24.4g}{base}")
+    _print_headline(metrics)
     for note in metrics["notes"]:
         print(f"note: {note}")
     print(f"report: {Path(args.out) / 'index.html'}")
@@ -411,6 +389,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from caloforge.config import EvaluationConfig
     from caloforge.demo import run_demo
+    from caloforge.evaluate.report import tqdm_progress
 
     config = EvaluationConfig()
     config = replace(config, classifier=replace(config.classifier, repeats=args.classifier_repeats))
@@ -421,25 +400,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
             config=config,
             overwrite=args.overwrite,
             on_batch=bar.update,
-            progress=None if args.no_progress else _progress_bar,
+            progress=None if args.no_progress else tqdm_progress,
         )
-    base = metrics.get("baseline", {})
-    for key in ("auc_low", "auc_high", "fpd", "kpd"):
-        if key in metrics:
-            value, ref = metrics[key], base.get(key)
-            shown = f"{ref['value']:.4g} +- {ref['error']:.2g}" if ref else "-"
-            print(
-                f"{key:<9} {value['value']:.4g} +- {value['error']:.2g}   (Geant4 vs Geant4: {shown})"
-            )
-    print(f"separation power E_ratio {metrics['separation_power']['e_ratio']:.4g}")
+    _print_headline(metrics)
     print(f"report: {Path(args.out) / 'report' / 'index.html'}")
     return 0
 
 
-def _progress_bar(description: str, total: int):  # type: ignore[no-untyped-def]
-    from caloforge.evaluate.report import _tqdm_progress
+def _print_headline(metrics: dict[str, Any]) -> None:
+    """The headline numbers of an evaluation beside its Geant4 baseline."""
+    from caloforge.evaluate.metrics import format_value
 
-    return _tqdm_progress(description, total)
+    baseline = metrics.get("baseline", {})
+    print(f"{'':<24}{'generated vs Geant4':<24}Geant4 vs Geant4")
+    for key, scale in (
+        ("auc_low", 1.0),
+        ("auc_high", 1.0),
+        ("jsd_low", 1.0),
+        ("jsd_high", 1.0),
+        ("fpd", 1e3),
+        ("kpd", 1e3),
+    ):
+        if key in metrics or key in ("fpd", "kpd"):
+            label = key + (" x1e3" if scale != 1 else "")
+            print(
+                f"  {label:<22}{format_value(metrics.get(key), scale):<24}"
+                f"{format_value(baseline.get(key), scale)}"
+            )
+    sep, sep_base = metrics["separation_power"], baseline.get("separation_power", {})
+    base = f"{sep_base['e_ratio']:.4g}" if sep_base else "-"
+    print(f"  {'sep. power E_ratio':<22}{sep['e_ratio']:<24.4g}{base}")
+    summary = metrics["separation_power_summary"]
+    base_summary = baseline.get("separation_power_summary")
+    base = f"{base_summary['mean']:.4g}" if base_summary else "-"
+    print(f"  {'sep. power, mean':<22}{summary['mean']:<24.4g}{base}")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

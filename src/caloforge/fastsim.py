@@ -24,13 +24,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from caloforge.config import DiffusionConfig, config_from_dict
-from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV
+from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV, THRESHOLD_RAW_MEV
 from caloforge.data.transforms import Preprocessing
 from caloforge.diffusion.precond import EDMPrecond
 from caloforge.diffusion.samplers import SAMPLERS, ShowerNoise
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import DataError, OutputError, SpecError
-from caloforge.evaluate.inputs import THRESHOLD_RAW_MEV
 from caloforge.models.registry import build_model
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 # CaloChallenge voxel thresholds on calibrated energies (MeV): the 0.5 keV read-out threshold
 # divided by the sampling fraction 0.033 for datasets 2/3 (code/evaluate.py), 1 MeV for dataset 1.
-THRESHOLD_DATASETS_2_3_MEV = 0.5e-3 / 0.033
+THRESHOLD_DATASETS_2_3_MEV = 0.5e-3 / 0.033  # THRESHOLD_RAW_MEV / the 0.033 calibration
 THRESHOLD_DATASET_1_MEV = 1.0
+THRESHOLD_RAW_MEV = 0.5e-3
+"""Voxel threshold on raw active-material energies: the 0.5 keV read-out threshold."""
 _DATASET_PARTICLE = {"1-photons": "gamma", "1-pions": "pi+", "2": "e-", "3": "e-"}
 
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from caloforge.evaluate.metrics import format_value
+
 _HEADLINE = (  # key in metrics.json, label, how to read it
     ("auc_low", "classifier AUC, low level (voxels)", "0.5: indistinguishable, 1: fully separable"),
     ("auc_high", "classifier AUC, high level (features)", "0.5: indistinguishable"),
@@ -28,10 +30,7 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 6px 0; }
 
 
 def _number(entry: Any, scale: float = 1.0) -> str:
-    if not isinstance(entry, Mapping) or entry.get("value") is None:
-        return "-"
-    value, error = entry["value"] * scale, (entry.get("error") or 0.0) * scale
-    return f"{value:.4g} &plusmn; {error:.2g}"
+    return format_value(entry, scale, plus_minus="&plusmn;")
 
 
 def _row(cells: list[str], header: bool = False) -> str:

@@ -16,15 +16,13 @@ import numpy as np
 from caloforge.data.inspect import (
     THRESHOLD_DATASET_1_MEV,
     THRESHOLD_DATASETS_2_3_MEV,
+    THRESHOLD_RAW_MEV,
     file_sampling_fraction,
 )
 from caloforge.data.readers import PathLike, describe_file, read_showers
 from caloforge.data.showers import ShowerData
 from caloforge.errors import DataError
 from caloforge.geometry.binning import calochallenge_binning
-
-THRESHOLD_RAW_MEV = 0.5e-3
-"""Voxel threshold on raw active-material energies: the 0.5 keV read-out threshold."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -369,3 +371,18 @@ class DistanceSettings:
             f"{self.fpd_max_samples} x {self.fpd_num_batches} batches; KPD: "
             f"{self.kpd_num_batches} batches of {self.kpd_batch_size} ({tag})"
         )
+
+
+def format_value(
+    entry: Mapping[str, Any] | None,
+    scale: float = 1.0,
+    *,
+    plus_minus: str = "±",
+    value_format: str = ".4g",
+    error_format: str = ".2g",
+) -> str:
+    """``"v ± e"`` of a metric entry ``{"value": v, "error": e}`` (times ``scale``), or "-"."""
+    if not isinstance(entry, Mapping) or entry.get("value") is None:
+        return "-"
+    value, error = entry["value"] * scale, (entry.get("error") or 0.0) * scale
+    return f"{value:{value_format}} {plus_minus} {error:{error_format}}"

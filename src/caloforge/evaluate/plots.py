@@ -17,7 +17,6 @@ import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -65,15 +64,10 @@ _SCALAR_LABELS: dict[str, str] = {
 # Figure plumbing
 
 
-def _pyplot() -> ModuleType:
-    """pyplot on the Agg backend: selected here, never at import, so no display is needed."""
-    return pyplot()
-
-
 @contextmanager
 def _figure(path: Path, figsize: tuple[float, float]) -> Iterator[Figure]:
     """A figure that is saved to ``path`` when the block succeeds and closed in any case."""
-    plt = _pyplot()
+    plt = pyplot()
     with plt.rc_context(_RC):
         fig = plt.figure(figsize=figsize, layout="constrained")
         try:

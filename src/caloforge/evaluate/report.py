@@ -57,7 +57,8 @@ _LOG_FEATURES = ("e_layer",)
 MIN_CLASSIFIER_SAMPLES = 10  # per file; fewer leave the 60/20/20 split empty  # families histogrammed on log-spaced bins from the threshold
 
 
-def _tqdm_progress(description: str, total: int) -> Callable[[], None]:
+def tqdm_progress(description: str, total: int) -> Callable[[], None]:
+    """A :data:`ProgressFactory` drawing tqdm bars (on stderr)."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=description, unit="epoch", leave=False, dynamic_ncols=True)
@@ -348,7 +349,7 @@ def evaluate(
     *,
     binning_xml: str | Path | None = None,
     overwrite: bool = False,
-    progress: ProgressFactory | None = _tqdm_progress,
+    progress: ProgressFactory | None = tqdm_progress,
 ) -> dict[str, Any]:
     """Compare a generated shower file with a Geant4 reference and write the report.
 
