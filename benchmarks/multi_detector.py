@@ -4,9 +4,10 @@ Trains ``calodit-cpu`` twice with the same number of steps (the budget): once on
 alone, once on par04-siw + par04-scipb, then samples each model at the conditions of the
 held-out par04-siw showers and evaluates both against them with ``caloforge evaluate``.
 
-    python benchmarks/multi_detector.py [--steps 1900] [--n-test 5000]
+    python benchmarks/multi_detector.py [--steps 1200] [--n-test 2000]
 
-(~0.9 s per step on this machine: 1,900 steps ~ 30 minutes per run.) Needs the datasets of
+(~0.75-0.9 s per step on this machine: 1,200 steps ~ 15-18 minutes per run; sampling 2,000
+showers with the 32-step sampler ~ 10 minutes per run.) Needs the datasets of
 ``scripts/make-datasets.sh``; runs go to ``runs/multi-detector/``, results to
 ``benchmarks/results/multi_detector.md``. Both runs resume if killed: run the script again.
 """
@@ -19,6 +20,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from caloforge.evaluate.metrics import format_value
 
 ROOT = Path(__file__).resolve().parents[1]
 SIW = ["data/siw-train-a.h5", "data/siw-train-b.h5"]
@@ -29,10 +33,18 @@ def _caloforge(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "caloforge", *args], cwd=ROOT, check=True)
 
 
+def _row(name: str, steps: str, minutes: str, m: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {steps} | {minutes} | {format_value(m['auc_low'])} | "
+        f"{format_value(m['auc_high'])} | {format_value(m['fpd'], 1e3)} | "
+        f"{format_value(m['kpd'], 1e3)} | {m['separation_power']['e_ratio']:.4f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1900)
-    parser.add_argument("--n-test", type=int, default=5000)
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--n-test", type=int, default=2000)
     args = parser.parse_args()
     out = ROOT / "runs" / "multi-detector"
     rows = []
@@ -91,14 +103,9 @@ def main() -> None:
             "--no-progress",
         )
         m = json.loads((report / "metrics.json").read_text())
-        rows.append(
-            f"| {name} | {args.steps} | {train_s / 60:.0f} | "
-            f"{m['auc_low']['value']:.3f} ± {m['auc_low']['error']:.3f} | "
-            f"{m['auc_high']['value']:.3f} ± {m['auc_high']['error']:.3f} | "
-            f"{m['fpd']['value'] * 1e3:.0f} ± {m['fpd']['error'] * 1e3:.0f} | "
-            f"{m['kpd']['value'] * 1e3:.2f} ± {m['kpd']['error'] * 1e3:.2f} | "
-            f"{m['separation_power']['e_ratio']:.4f} |"
-        )
+        rows.append(_row(name, str(args.steps), f"{train_s / 60:.0f}", m))
+        baseline = m["baseline"]
+    rows.append(_row("Geant4 vs Geant4 (baseline)", "-", "-", baseline))
     text = "\n".join(
         [
             "# One detector or two: par04-siw quality at the same training budget",

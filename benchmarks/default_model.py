@@ -1,0 +1,85 @@
+"""The default model against held-out Geant4 par04-siw photons (issue 4's acceptance).
+
+Samples ``-n`` showers from a model at the conditions of the first ``-n`` showers of the
+held-out Geant4 file (``caloforge sample`` with the same specification and seed as the
+``caloforge simulate`` run that made it, so the same energies and angles), then runs
+``caloforge evaluate`` with its default settings, which also computes the Geant4-vs-Geant4
+baseline on two disjoint parts of the reference.
+
+    python benchmarks/default_model.py [--model runs/calodit-cpu] [-n 5000]
+
+Needs ``data/siw-test.h5`` from ``scripts/make-datasets.sh`` (par04-siw, seed 2, 10k photons,
+log-uniform 1-100 GeV, theta 0.87-2.27, phi 0-2 pi). Writes ``runs/default-eval/`` (the sample
+and the report, which ``scripts/ship_default_model.py --evaluation`` reads) and
+``benchmarks/results/default_model.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from evaluation import _table  # benchmarks/evaluation.py: the same tables
+
+from caloforge.data.readers import read_showers
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ["--energy", "log:1:100", "--theta", "0.87:2.27", "--phi", "0:6.2832", "--seed", "2"]
+
+
+def _caloforge(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "caloforge", *args], cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="runs/calodit-cpu")
+    parser.add_argument("--reference", default="data/siw-test.h5")
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--out", default="runs/default-eval")
+    args = parser.parse_args()
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    generated = out / "generated.h5"
+    sample_s = _caloforge(
+        "sample", "--model", args.model, "--detector", "par04-siw", *SPEC, "-n", str(args.n),
+        "--out", str(generated), "--overwrite", "--no-progress",
+    )  # fmt: skip
+    ref, gen = read_showers(ROOT / args.reference), read_showers(generated)
+    if not np.allclose(ref.energies[: args.n], gen.energies, rtol=1e-6):
+        sys.exit("the sample's conditions differ from the reference's: check the specification")
+    evaluate_s = _caloforge(
+        "evaluate", "--reference", args.reference, "--generated", str(generated),
+        "--out", str(out / "report"), "--limit", str(args.n), "--overwrite", "--no-progress",
+    )  # fmt: skip
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    text = "\n".join(
+        [
+            "# The default model against held-out Geant4",
+            "",
+            (
+                f"Model `{args.model}` (calodit-cpu, `scripts/train-default.sh`), sampled with its "
+                f"default sampler (32-step stochastic Heun) at the conditions of the first {args.n} "
+                f"showers of `{args.reference}`: {sample_s:.0f} s "
+                f"({1e3 * sample_s / args.n:.0f} ms/shower including start-up, batch 256). "
+                "Reproduce: `scripts/make-datasets.sh && scripts/train-default.sh && "
+                "python benchmarks/default_model.py`."
+            ),
+            "",
+            *_table("model vs Geant4", metrics, evaluate_s),
+        ]
+    )
+    results = ROOT / "benchmarks" / "results" / "default_model.md"
+    results.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
