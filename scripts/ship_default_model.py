@@ -44,14 +44,18 @@ def main() -> None:
     training = model.meta["training"]
     base = metrics.get("baseline", {})
     auc_high = metrics["auc_high"]["value"]
+    measured = (
+        f"high-level AUC {format_value(metrics['auc_high'], value_format='.3f')} against "
+        f"{metrics['n_reference']} held-out Geant4 par04-siw showers"
+    )
     if auc_high <= AIM_AUC_HIGH:
-        verdict = f"meets the aim (high-level AUC <= {AIM_AUC_HIGH})"
+        verdict = f"{measured}, which meets the aim of {AIM_AUC_HIGH}"
     elif auc_high <= POOR_AUC_HIGH:
-        verdict = f"above the aim of {AIM_AUC_HIGH} but below {POOR_AUC_HIGH}"
+        verdict = f"{measured}: above the aim of {AIM_AUC_HIGH}, below {POOR_AUC_HIGH}"
     else:
         verdict = (
-            f"**POOR: high-level AUC {auc_high:.3f} > {POOR_AUC_HIGH}** - a classifier tells its "
-            "showers from Geant4 easily; use it for demonstrations, not physics"
+            f"POOR MODEL: {measured}, above {POOR_AUC_HIGH}: a classifier tells its showers "
+            "from Geant4 easily; use it for demonstrations, not for physics"
         )
     lines = [
         "# Model card: caloforge default model",
@@ -108,6 +112,10 @@ def main() -> None:
         "",
     ]
     copy_model(args.run, TARGET)
+    meta_path = TARGET / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["quality"] = {"verdict": verdict, "auc_high": metrics["auc_high"], "card": "MODEL_CARD.md"}
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     (TARGET / "MODEL_CARD.md").write_text("\n".join(lines))
 
 

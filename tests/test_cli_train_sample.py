@@ -166,8 +166,13 @@ def test_train_resume_sample_evaluate(
         seed=5,
         attrs={"energy_spec_gev": "10,50", "theta_spec_rad": "1.5708", "phi_spec_rad": "0"},
     )
+    meta = json.loads((run / "model.json").read_text())
+    meta["quality"] = {"verdict": "POOR MODEL: a test"}  # as scripts/ship_default_model.py adds
+    (run / "model.json").write_text(json.dumps(meta))
     config = EvaluationConfig(classifier=ClassifierConfig(epochs=1, repeats=1), plots=False)
     metrics = run_demo(tmp_path / "demo", model=run, reference=points, config=config)
+    assert metrics["notes"][0] == f"model card of {run}: POOR MODEL: a test"
+    assert "POOR MODEL: a test" in (tmp_path / "demo" / "report" / "index.html").read_text()
     assert metrics["conditions"]["mode"] == "points"
     assert len(metrics["conditions"]["bins"]) == 2
     assert (tmp_path / "demo" / "generated.h5").exists()

@@ -402,6 +402,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             on_batch=bar.update,
             progress=None if args.no_progress else tqdm_progress,
         )
+    for note in metrics["notes"]:
+        if note.startswith("model card"):
+            print(note)
     _print_headline(metrics)
     print(f"report: {Path(args.out) / 'report' / 'index.html'}")
     return 0

@@ -93,4 +93,14 @@ def run_demo(
         writer.write(ref.energies, showers, ref.theta, ref.phi)
     if not np.isfinite(showers).all():
         raise DataError("the model produced non-finite showers")
-    return evaluate(reference, generated, out / "report", config, overwrite=True, progress=progress)
+    quality = fastsim.meta.get("quality", {})
+    notes = [f"model card of {model}: {quality['verdict']}"] if "verdict" in quality else []
+    return evaluate(
+        reference,
+        generated,
+        out / "report",
+        config,
+        overwrite=True,
+        progress=progress,
+        notes=notes,
+    )

@@ -15,7 +15,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,6 +350,7 @@ def evaluate(
     binning_xml: str | Path | None = None,
     overwrite: bool = False,
     progress: ProgressFactory | None = tqdm_progress,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Compare a generated shower file with a Geant4 reference and write the report.
 
@@ -361,6 +362,7 @@ def evaluate(
         binning_xml: binning of CaloChallenge-layout files (default: from the voxel count).
         overwrite: replace an existing ``out_dir``.
         progress: progress-bar factory for the classifiers, None for none.
+        notes: lines shown first in the report (e.g. the model card's verdict).
 
     Returns:
         The content of ``metrics.json``.
@@ -379,7 +381,7 @@ def evaluate(
     with timer("reading"):
         reference = load_sample(reference_path, binning_xml=binning_xml, limit=config.limit)
         generated = load_sample(generated_path, binning_xml=binning_xml, limit=config.limit)
-        notes = check_compatible(reference, generated)
+        notes = [*notes, *check_compatible(reference, generated)]
         conditions = condition_bins(
             reference.data,
             generated.data,

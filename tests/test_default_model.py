@@ -1,0 +1,103 @@
+"""The shipped default model and the demo's shipped Geant4 showers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from caloforge.cli import main
+from caloforge.data.readers import read_showers
+from caloforge.demo import reference_path
+from caloforge.fastsim import default_model_dir, load_model, shower_seeds
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_shipped_files_within_their_budgets() -> None:
+    model = default_model_dir()
+    assert sum(p.stat().st_size for p in model.iterdir()) <= 20 * 2**20
+    assert reference_path().stat().st_size <= 15 * 2**20
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "Verdict" in card
+    assert "auc_high" in card
+
+
+def test_default_model_metadata() -> None:
+    model = load_model("default")
+    assert model.meta["preset"] == "calodit-cpu"
+    assert list(model.detectors) == ["par04-siw", "par04-scipb"]
+    assert model.meta["particle"] == "gamma"
+    # K training detectors + the spare slot for adaptation
+    assert model.preprocessing.conditions.n_slots == 3
+    assert model.meta["training"]["completed_steps"] >= 1000
+
+
+def test_default_model_response_matches_geant4() -> None:
+    """Eight 50 GeV showers from the shipped model carry Geant4's mean response (within 10 %)."""
+    ref = read_showers(reference_path())
+    at_50 = np.isclose(ref.energies, 5e4)
+    g4_ratio = ref.showers[at_50].sum(axis=1) / ref.energies[at_50]
+    n = 8
+    model = load_model("default")
+    showers = model.generate(
+        np.full(n, 5e4), np.full(n, np.pi / 2), np.zeros(n), "par04-siw", shower_seeds(3, range(n))
+    )
+    assert showers.shape == (n, ref.showers.shape[1])
+    assert np.isfinite(showers).all()
+    assert (showers >= 0).all()
+    ratio = showers.sum(axis=1) / 5e4
+    assert abs(ratio.mean() / g4_ratio.mean() - 1) < 0.1
+    # the shower maximum sits where Geant4 puts it (within two of the 45 layers)
+    layers = ref.showers.shape[1] // 45
+
+    def z_max(x: np.ndarray) -> float:
+        return float(np.argmax(x.reshape(len(x), 45, layers).sum(axis=(0, 2))))
+
+    assert abs(z_max(showers) - z_max(ref.showers[at_50])) <= 2
+
+
+def test_sample_default_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gen.h5"
+    code = main(
+        [
+            "sample", "--model", "default", "--detector", "par04-scipb", "--energy", "10",
+            "--theta", "1.57", "--phi", "0", "-n", "3", "--steps", "4", "--out", str(out),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with h5py.File(out) as f:
+        assert f.attrs["detector_name"] == "par04-scipb"
+        assert f["showers"].shape == (3, 45 * 16 * 9)
+        assert json.loads(f.attrs["generator"])["model"] == "default"
+
+
+def test_demo_reference_points() -> None:
+    ref = read_showers(reference_path())
+    assert ref.attrs["detector_name"] == "par04-siw"
+    energies, counts = np.unique(ref.energies, return_counts=True)
+    np.testing.assert_allclose(energies, [1e4, 5e4, 1e5])
+    assert (counts >= 200).all()
+    np.testing.assert_allclose(ref.theta, np.pi / 2, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The main job (~8 minutes): the shipped model against the shipped Geant4 showers."""
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "demo" / "report" / "metrics.json").read_text())
+    assert metrics["conditions"]["mode"] == "points"
+    assert (tmp_path / "demo" / "report" / "index.html").exists()
