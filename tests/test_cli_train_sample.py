@@ -252,6 +252,27 @@ def test_bad_sample_requests(
     )
     assert code == 0, err
     _one_line_error(
+        _run(capsys, *base, "--detector", "par04-siw", "--energy", "10", "--steps", "0",
+             "--out", tmp_path / "y.h5"), ">= 1",
+    )  # fmt: skip
+    _one_line_error(
+        _run(capsys, *base, "--detector", "par04-siw", "--energy", "10", "--sampler", "euler",
+             "--s-churn", "5", "--out", tmp_path / "y.h5"), "churn",
+    )  # fmt: skip
+    churned = tmp_path / "churn.h5"
+    code, _, err = _run(
+        capsys, *base, "--detector", "par04-siw", "--energy", "10", "--s-churn", "5",
+        "--s-tmin", "0.05", "--s-noise", "1.003", "--out", churned,
+    )  # fmt: skip
+    assert code == 0, err
+    with h5py.File(churned) as f:
+        generator = json.loads(f.attrs["generator"])
+    assert (generator["S_churn"], generator["S_tmin"], generator["S_noise"]) == (5, 0.05, 1.003)
+    # a resumed run keeps its settings and data: conflicting requests are refused
+    resume = ["train", "--data", *data, "--out", run, "--resume", "--no-progress"]
+    _one_line_error(_run(capsys, *resume, "--set", "model.depth=2"), "only --steps may change")
+    _one_line_error(_run(capsys, *resume, "--limit", "10"), "--limit")
+    _one_line_error(
         _run(capsys, "train", "--data", tmp_path / "missing.h5", "--out", tmp_path / "r2"),
         "missing",
     )

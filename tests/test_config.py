@@ -38,6 +38,12 @@ def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
         (["train.lr=fast"], "number"),
         (["train.betas=[0.9]"], "2 values"),
         (["train"], "section.key=value"),
+        (["train.val_every=0"], "train.val_every = 0 is out of range"),
+        (["train.batch_size=0"], "train.batch_size"),
+        (["train.ema_decay=1"], "train.ema_decay"),
+        (["diffusion.p_std=0"], "diffusion.p_std"),
+        (["diffusion.sigma_min=100"], "diffusion.sigma_min"),
+        (["diffusion.s_churn=-1"], "diffusion.s_churn"),
     ],
 )
 def test_bad_settings(overrides: list[str], message: str) -> None:

@@ -197,6 +197,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{"section.key": value}``."""
+    if not isinstance(settings, dict):
+        return {prefix: settings}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        out.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return out
+
+
+def _train_overrides(args: argparse.Namespace, steps: int | None) -> list[str]:
+    """The ``--set`` overrides that train's own options stand for."""
+    overrides = list(args.set or [])
+    if args.preset:
+        overrides.append(f"preset={args.preset}")
+    if steps is not None:
+        overrides.append(f"train.steps={steps}")
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    return overrides
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
@@ -208,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from caloforge.diffusion.loss import EDMLoss
     from caloforge.fastsim import FastSimModel
     from caloforge.train import distributed
-    from caloforge.train.checkpoint import latest_checkpoint
+    from caloforge.train.checkpoint import latest_checkpoint, write_json_atomic, write_text_atomic
     from caloforge.train.loop import train
 
     out = Path(args.out)
@@ -222,22 +246,33 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
             config = load_config(RunConfig, resolved, [])  # a resumed run keeps its settings
             try:
-                recorded = json.loads((out / "run.json").read_text())["data"]
-            except (OSError, ValueError, KeyError):
+                recorded = json.loads((out / "run.json").read_text())
+            except (OSError, ValueError):
                 recorded = None  # killed before the first write: nothing to compare with
-            if recorded is not None and [str(Path(p)) for p in args.data] != recorded:
+            if recorded is not None and [str(Path(p)) for p in args.data] != recorded["data"]:
                 raise SpecError(f"--data differs from the files the run in {out} was started with")
+            if recorded is not None and args.limit != recorded.get("limit"):
+                raise SpecError(f"--limit differs from the run in {out} ({recorded.get('limit')})")
+            overrides = _train_overrides(args, None)
+            if args.config or overrides:
+                # the settings given explicitly (in --config or as options) must be the run's
+                requested = _flatten(config_to_dict(load_config(RunConfig, args.config, overrides)))
+                given = {o.split("=", 1)[0].strip() for o in overrides}
+                if args.config:  # readable: load_config has read it
+                    given |= set(_flatten(yaml.safe_load(Path(args.config).read_text()) or {}))
+                saved = _flatten(config_to_dict(config))
+                differ = sorted(
+                    k for k in given - {"train.steps"} if requested.get(k) != saved.get(k)
+                )
+                if differ:
+                    raise SpecError(
+                        f"{', '.join(differ)} differ from the run in {out} ({resolved}); "
+                        "a resumed run keeps its settings, only --steps may change"
+                    )
             if args.steps is not None and args.steps != config.train.steps:
                 config = load_config(RunConfig, resolved, [f"train.steps={args.steps}"])
         else:
-            overrides = list(args.set or [])
-            if args.preset:
-                overrides.append(f"preset={args.preset}")
-            if args.steps is not None:
-                overrides.append(f"train.steps={args.steps}")
-            if args.batch_size is not None:
-                overrides.append(f"train.batch_size={args.batch_size}")
-            config = load_config(RunConfig, args.config, overrides)
+            config = load_config(RunConfig, args.config, _train_overrides(args, args.steps))
         dist.barrier()  # every process has looked at --out before the main one writes there
         data = load_training_set(
             list(args.data),
@@ -261,11 +296,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            resolved.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-            (out / "run.json").write_text(
-                json.dumps(
-                    {"data": [str(Path(p)) for p in args.data], "files": data.files}, indent=2
-                )
+            write_text_atomic(resolved, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+            write_json_atomic(
+                out / "run.json",
+                {
+                    "data": [str(Path(p)) for p in args.data],
+                    "limit": args.limit,
+                    "files": data.files,
+                },
             )
         dist.barrier()
         loss = EDMLoss(
@@ -340,6 +378,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     detector = model.detectors.get(args.detector)
     if detector is None:
         model.preprocessing.conditions.slot(args.detector)  # raises the clear error
+    churn = {
+        name: value
+        for name, value in (
+            ("S_churn", args.s_churn),
+            ("S_tmin", args.s_tmin),
+            ("S_tmax", args.s_tmax),
+            ("S_noise", args.s_noise),
+        )
+        if value is not None
+    }
     from tqdm import tqdm
 
     with tqdm(total=args.n, unit="shower", disable=args.no_progress) as bar:
@@ -351,10 +399,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
             shower_seeds(args.seed, range(args.n)),
             steps=args.steps,
             sampler=args.sampler,
+            churn=churn,
             batch_size=args.batch_size,
             allow_extrapolation=args.allow_extrapolation,
             on_batch=bar.update,
         )
+    sampler = model.diffusion.sampler if args.sampler is None else args.sampler
     attrs = {
         **(detector or {}),
         "particle": primary.particle,
@@ -372,8 +422,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "generator": {
             "model": str(args.model),
             "preset": model.meta.get("preset"),
-            "sampler": args.sampler or model.diffusion.sampler,
-            "steps": args.steps or model.diffusion.steps,
+            "sampler": sampler,
+            "steps": model.diffusion.steps if args.steps is None else args.steps,
+            **({**model.diffusion.churn, **churn} if sampler == "heun-stochastic" else {}),
         },
     }
     with ShowerWriter(out, args.n, showers.shape[1], attrs) as writer:
@@ -632,6 +683,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shower_spec(p)
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 32)")
     p.add_argument("--sampler", help="heun-stochastic, heun or euler (default: the model's)")
+    for name, what in (
+        ("churn", "S_churn: stochasticity, 0 = deterministic Heun"),
+        ("tmin", "S_tmin: noise is added only for sigma in [S_tmin, S_tmax]"),
+        ("tmax", "S_tmax"),
+        ("noise", "S_noise: scale of the added noise"),
+    ):
+        p.add_argument(
+            f"--s-{name}", type=float, help=f"heun-stochastic's {what} (default: the model's)"
+        )
     p.add_argument("--batch-size", type=int, default=256, help="showers per network call")
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument(

@@ -96,6 +96,13 @@ SIMULATION = SimulationDefaults()
 CALIBRATION = CalibrationDefaults()
 
 
+def _require(settings: Any, section: str, **checks: bool) -> None:
+    """Raise SpecError naming the first setting of ``section`` whose check failed."""
+    for name, ok in checks.items():
+        if not ok:
+            raise SpecError(f"{section}.{name} = {getattr(settings, name)!r} is out of range")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation of ``caloforge train``."""
@@ -116,6 +123,26 @@ class TrainConfig:
     checkpoint_every: int = 250  # steps between checkpoints
     log_every: int = 10  # steps between rows of metrics.csv
 
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "train",
+            steps=self.steps >= 1,
+            batch_size=self.batch_size >= 1,
+            lr=self.lr > 0,
+            lr_min=0 <= self.lr_min <= self.lr,
+            warmup_steps=self.warmup_steps >= 0,
+            weight_decay=self.weight_decay >= 0,
+            betas=all(0 <= b < 1 for b in self.betas),
+            grad_clip=self.grad_clip > 0,
+            ema_decay=0 <= self.ema_decay < 1,
+            val_fraction=0 <= self.val_fraction < 1,
+            val_every=self.val_every >= 1,
+            val_batches=self.val_batches >= 1,
+            checkpoint_every=self.checkpoint_every >= 1,
+            log_every=self.log_every >= 1,
+        )
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -128,7 +155,33 @@ class DiffusionConfig:
     rho: float = 7.0
     steps: int = 32  # sampler steps
     sampler: str = "heun-stochastic"  # heun-stochastic (EDM Algorithm 2), heun, euler
-    s_churn: float = 0.0  # stochasticity of heun-stochastic (EDM's S_churn)
+    s_churn: float = 0.0  # heun-stochastic (EDM Algorithm 2): S_churn, 0 = deterministic Heun
+    s_tmin: float = 0.0  # noise is added only for sigma in [s_tmin, s_tmax]
+    s_tmax: float = math.inf
+    s_noise: float = 1.0  # scale of the added noise
+
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "diffusion",
+            p_std=self.p_std > 0,
+            sigma_min=0 < self.sigma_min < self.sigma_max,
+            rho=self.rho > 0,
+            steps=self.steps >= 1,
+            s_churn=self.s_churn >= 0,
+            s_tmin=0 <= self.s_tmin <= self.s_tmax,
+            s_noise=self.s_noise > 0,
+        )
+
+    @property
+    def churn(self) -> dict[str, float]:
+        """The keyword arguments of the stochastic sampler."""
+        return {
+            "S_churn": self.s_churn,
+            "S_tmin": self.s_tmin,
+            "S_tmax": self.s_tmax,
+            "S_noise": self.s_noise,
+        }
 
 
 @dataclass(frozen=True)

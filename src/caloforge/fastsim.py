@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -120,7 +120,7 @@ class FastSimModel:
         *,
         steps: int | None = None,
         sampler: str | None = None,
-        s_churn: float | None = None,
+        churn: Mapping[str, float] | None = None,
         batch_size: int = 256,
         allow_extrapolation: bool = False,
         allow_spare_slot: bool = False,
@@ -137,7 +137,9 @@ class FastSimModel:
             theta, phi: angles in rad, (N,).
             detector: a detector the model was trained on.
             seeds: one sampler seed per shower (see :func:`shower_seeds`).
-            steps, sampler, s_churn: sampler settings (default: the model's).
+            steps, sampler: sampler settings (default: the model's).
+            churn: overrides of the stochastic sampler's ``S_churn``, ``S_tmin``, ``S_tmax``,
+                ``S_noise`` (default: the model's ``diffusion`` settings).
             batch_size: showers per network call.
             allow_extrapolation: allow conditions outside the trained ranges.
             allow_spare_slot: an unknown detector gets the spare one-hot slot.
@@ -150,8 +152,8 @@ class FastSimModel:
             SpecError: for an unknown detector or sampler, or out-of-range conditions.
         """
         settings = self.diffusion
-        steps = steps or settings.steps
-        sampler = sampler or settings.sampler
+        steps = settings.steps if steps is None else steps
+        sampler = settings.sampler if sampler is None else sampler
         if sampler not in SAMPLERS:
             raise SpecError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
         if steps < 1 or batch_size < 1:
@@ -164,8 +166,13 @@ class FastSimModel:
         )
         sigmas = karras_sigmas(steps, settings.sigma_min, settings.sigma_max, settings.rho)
         kwargs: dict[str, Any] = {}
+        if churn and sampler != "heun-stochastic":
+            raise SpecError(f"the churn settings apply to heun-stochastic, not to {sampler}")
         if sampler == "heun-stochastic":
-            kwargs["S_churn"] = settings.s_churn if s_churn is None else s_churn
+            unknown = set(churn or {}) - set(settings.churn)
+            if unknown:
+                raise SpecError(f"unknown sampler settings {sorted(unknown)}")
+            kwargs.update({**settings.churn, **(churn or {})})
         shape = (1, *self.preprocessing.mesh_shape)
         threshold = THRESHOLD_DATASETS_2_3_MEV if self.meta.get("calibrated") else THRESHOLD_RAW_MEV
         self.net.eval()
@@ -180,6 +187,8 @@ class FastSimModel:
             showers = self.preprocessing.shower.inverse(
                 x_0.reshape(stop - start, -1).numpy(), energies[start:stop]
             )
+            if not np.isfinite(showers).all():
+                raise DataError("the model produced non-finite energies (a broken model?)")
             showers[showers < threshold] = 0.0
             out[start:stop] = showers
             if on_batch is not None:

@@ -82,6 +82,31 @@ def test_slots_and_ranges() -> None:
     with pytest.raises(SpecError, match="theta"):
         t.check(np.array([5e3]), np.array([0.5]))
     t.check(np.array([5e5]), np.array([0.5]), allow_extrapolation=True)
+    # rounded specifications ("1.5708" for pi/2) pass; physical limits hold even when extrapolating
+    ConditionTransform((5e4, 5e4), (1.5708, 1.5708), ("a",)).check(
+        np.array([5e4]), np.array([math.pi / 2])
+    )
+    for energies, theta in (([0.0], [1.5]), ([np.nan], [1.5]), ([1e4], [3.5]), ([1e4], [-0.1])):
+        with pytest.raises(SpecError, match=r"positive|pi"):
+            t.check(np.array(energies), np.array(theta), allow_extrapolation=True)
+
+
+def test_fixed_energy_and_theta() -> None:
+    """A training file at one energy and one angle: both conditions encode as 0."""
+    t = ConditionTransform((5e4, 5e4), (1.5708, 1.5708), ("par04-siw",))
+    cond = t.forward(np.array([5e4]), np.array([1.5708]), np.array([0.0]), np.array([0]))
+    assert cond[0, :2].tolist() == [0.0, 0.0]
+    energies, theta, _, _ = t.inverse(cond)
+    np.testing.assert_allclose(energies, 5e4)
+    np.testing.assert_allclose(theta, 1.5708)
+
+
+def test_shower_fit_in_chunks_matches_numpy() -> None:
+    showers, energies = _showers(n=2500, v=8)
+    transform = ShowerTransform.fit(showers, energies)
+    logs = np.log(showers / energies[:, None] + transform.eps)
+    assert transform.mean == pytest.approx(logs.mean(), rel=1e-9)
+    assert transform.std == pytest.approx(logs.std(), rel=1e-7)
 
 
 def test_preprocessing_serialises() -> None:

@@ -107,7 +107,12 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path: Path) -> None:
 
     with pytest.raises(_Killed):
         _train(tmp_path / "killed", on_checkpoint=kill)
-    assert latest_checkpoint(tmp_path / "killed" / "checkpoints").name == "step-0000003"
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert latest_checkpoint(checkpoints).name == "step-0000003"
+    # a damaged newest checkpoint (here: the pointer names a directory that lost its state)
+    # falls back to the newest complete one; the lost steps are trained again
+    (checkpoints / "latest").write_text("step-0000009")
+    assert latest_checkpoint(checkpoints).name == "step-0000003"
     resumed = _train(tmp_path / "killed")  # a fresh net: everything comes from the checkpoint
     _assert_same_weights(straight, resumed)
     rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()

@@ -36,6 +36,11 @@ from caloforge.errors import SpecError
 
 DEFAULT_EPS = 1e-9
 """Floor of ``u = E_v / E_inc``: below the 0.5 keV threshold at 100 GeV (5e-9)."""
+FIT_CHUNK = 1000
+"""Showers per chunk when fitting the shower transform."""
+CHECK_TOLERANCE = 1e-4
+"""Relative slack of the energy range and absolute slack (rad) of the theta range: the
+specifications in the files' attributes are rounded (e.g. "1.5708" for pi/2)."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,16 @@ class ShowerTransform:
         cls, showers: np.ndarray, energies: np.ndarray, eps: float = DEFAULT_EPS
     ) -> ShowerTransform:
         """Fit mean and std of ``ln(u + eps)`` over every voxel of ``showers`` (N, V)."""
-        logs = np.log(np.clip(showers, 0.0, None) / energies.reshape(-1, 1) + eps)  # (N, V)
-        mean, std = float(logs.mean()), float(logs.std())
+        energies = energies.reshape(-1, 1)
+        total = total_sq = 0.0
+        for start in range(0, len(showers), FIT_CHUNK):  # chunks: no float64 copy of the set
+            chunk = slice(start, start + FIT_CHUNK)
+            logs = np.log(np.clip(showers[chunk], 0.0, None) / energies[chunk] + eps)
+            total += float(logs.sum())
+            total_sq += float(np.square(logs).sum())
+        n = showers.size
+        mean = total / n if n else math.nan
+        std = math.sqrt(max(total_sq / n - mean * mean, 0.0)) if n else math.nan
         if not math.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # rounding of a constant
             raise SpecError("cannot fit the shower transform: the showers are constant")
         return cls(mean, std, eps)
@@ -94,8 +107,10 @@ class ConditionTransform:
 
     def __post_init__(self) -> None:
         lo, hi = self.energy_range_mev
-        if not (0 < lo < hi < math.inf):
-            raise SpecError(f"energy range must satisfy 0 < min < max, got {self.energy_range_mev}")
+        if not (0 < lo <= hi < math.inf):
+            raise SpecError(
+                f"energy range must satisfy 0 < min <= max, got {self.energy_range_mev}"
+            )
         t_lo, t_hi = self.theta_range
         if not (0 <= t_lo <= t_hi <= math.pi):
             raise SpecError(f"theta range must lie in [0, pi], got {self.theta_range}")
@@ -139,21 +154,31 @@ class ConditionTransform:
     def check(
         self, energies: np.ndarray, theta: np.ndarray, *, allow_extrapolation: bool = False
     ) -> None:
-        """Refuse conditions outside the training ranges (energies in MeV, theta in rad)."""
+        """Refuse conditions outside the training ranges (energies in MeV, theta in rad).
+
+        ``allow_extrapolation`` lifts the training ranges, never the physical ones
+        (energies > 0, theta in [0, pi]).
+        """
+        if len(energies) == 0:
+            return
+        if not (np.isfinite(energies).all() and energies.min() > 0):
+            raise SpecError("energies must be finite and positive")
+        if not (np.isfinite(theta).all() and theta.min() >= 0 and theta.max() <= math.pi):
+            raise SpecError("theta must lie in [0, pi] rad")
         if allow_extrapolation:
             return
         lo, hi = self.energy_range_mev
-        tolerance = 1e-6
-        if energies.min() < lo * (1 - tolerance) or energies.max() > hi * (1 + tolerance):
+        tol = CHECK_TOLERANCE
+        if energies.min() < lo * (1 - tol) or energies.max() > hi * (1 + tol):
             raise SpecError(
-                f"energies {energies.min() / 1e3:g}-{energies.max() / 1e3:g} GeV leave the "
-                f"trained range {lo / 1e3:g}-{hi / 1e3:g} GeV (--allow-extrapolation to force)"
+                f"energies {energies.min() / 1e3:.6g}-{energies.max() / 1e3:.6g} GeV leave the "
+                f"trained range {lo / 1e3:.6g}-{hi / 1e3:.6g} GeV (--allow-extrapolation to force)"
             )
         t_lo, t_hi = self.theta_range
-        if theta.min() < t_lo - tolerance or theta.max() > t_hi + tolerance:
+        if theta.min() < t_lo - tol or theta.max() > t_hi + tol:
             raise SpecError(
-                f"theta {theta.min():.4g}-{theta.max():.4g} rad leaves the trained range "
-                f"{t_lo:.4g}-{t_hi:.4g} rad (--allow-extrapolation to force)"
+                f"theta {theta.min():.6g}-{theta.max():.6g} rad leaves the trained range "
+                f"{t_lo:.6g}-{t_hi:.6g} rad (--allow-extrapolation to force)"
             )
 
     def forward(
@@ -170,7 +195,7 @@ class ConditionTransform:
         t_lo, t_hi = self.theta_range
         n = len(energies)
         out = np.zeros((n, self.n_cond), dtype=np.float32)
-        out[:, 0] = (np.log(energies) - lo) / (hi - lo)
+        out[:, 0] = (np.log(energies) - lo) / (hi - lo) if hi > lo else 0.0
         out[:, 1] = (theta - t_lo) / (t_hi - t_lo) if t_hi > t_lo else 0.0
         out[:, 2] = np.sin(phi)
         out[:, 3] = np.cos(phi)

@@ -38,11 +38,11 @@ class ValueSpec:
 
     def __str__(self) -> str:
         if self.kind == "fixed":
-            return f"{self.low:g}"
+            return f"{self.low:.12g}"
         if self.kind == "choice":
-            return ",".join(f"{v:g}" for v in self.values)
+            return ",".join(f"{v:.12g}" for v in self.values)
         prefix = "log:" if self.kind == "log" else ""
-        return f"{prefix}{self.low:g}:{self.high:g}"
+        return f"{prefix}{self.low:.12g}:{self.high:.12g}"
 
     def sample(self, rng: np.random.Generator) -> float:
         """Draw one value (always consumes one uniform number, whatever the kind)."""

@@ -51,13 +51,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file and an atomic rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_checkpoint(
@@ -94,12 +98,18 @@ def save_checkpoint(
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint, or None."""
+    """The newest complete checkpoint, or None.
+
+    ``latest`` names it; if that pointer is missing or names a damaged directory, the newest
+    ``step-*`` directory that holds its ``state.json`` (written last) is taken instead.
+    """
     pointer = directory / LATEST
-    if not pointer.exists():
-        return None
-    path = directory / pointer.read_text().strip()
-    return path if (path / "state.json").exists() else None
+    if pointer.exists():
+        path = directory / pointer.read_text().strip()
+        if (path / "state.json").exists():
+            return path
+    complete = sorted(p for p in directory.glob("step-*") if (p / "state.json").exists())
+    return complete[-1] if complete else None
 
 
 def load_checkpoint(
