@@ -20,7 +20,6 @@ from caloforge.models.layers import (
     AdaLNModulation,
     CondEmbedder,
     DiTBlock,
-    EmbeddingMlp,
     FinalLayer,
     NoiseEmbedder,
     cylinder_embedding,
@@ -127,7 +126,8 @@ class CaloDiT(nn.Module):
         - Linear layers: xavier-uniform weights, zero biases.
         - Patch embedding: the Conv3d is a linear map of each flattened patch, so it is
           initialised like a Linear (xavier-uniform on its (D, pz*pa*pr) view), zero bias.
-        - Noise and condition embedding MLPs: normal(0, 0.02) weights, zero biases.
+        - Noise embedding MLP: normal(0, 0.02) weights, zero biases (as DiT's timestep MLP);
+          the condition MLP keeps xavier-uniform (see below).
         - adaLN-Zero (DiT, Sec. 3.2): the Linear regressing shift/scale/gate in every block and
           shift/scale in the final layer is zero, so every gate is 0 and every block starts as
           the identity; the final Linear is zero too, so the output is exactly 0. Gradients
@@ -149,7 +149,12 @@ class CaloDiT(nn.Module):
             nn.init.zeros_(self.x_embedder.bias)
 
         for module in self.modules():
-            if isinstance(module, EmbeddingMlp):
+            # Only the noise MLP starts at normal(0, 0.02) (DiT's timestep embedder); its input,
+            # 256 sin/cos features, has norm ~11. The condition MLP keeps xavier-uniform: for a
+            # 7-wide input, two layers at std 0.02 start at a saddle where its output and the
+            # gradients of both layers scale as 0.02^2, and a model trained from there ignored
+            # its conditions for thousands of steps.
+            if isinstance(module, NoiseEmbedder):
                 nn.init.normal_(module.fc1.weight, std=0.02)
                 nn.init.normal_(module.fc2.weight, std=0.02)
             elif isinstance(module, AdaLNModulation):
