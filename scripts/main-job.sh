@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The main job: the shipped CaloDiT model against real Geant4 showers shipped in the package.
-# Samples 1,500 par04-siw photon showers at 10, 50 and 100 GeV (theta = pi/2, phi = 0) from the
-# default model and compares them with the Geant4 showers at the same points with
-# `caloforge evaluate`: demo/generated.h5 and the report demo/report/index.html.
+# The main job: simulate a small set of real Geant4 photon showers in par04-siw and inspect them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
-.venv/bin/caloforge demo --out demo/ --overwrite
+mkdir -p runs
+.venv/bin/caloforge detectors
+.venv/bin/caloforge simulate --detector par04-siw --particle gamma --energy log:1:100 \
+  --theta 0.87:2.27 --phi 0:6.2832 -n 200 --seed 1 --workers 2 --out runs/siw-demo.h5 --overwrite
+.venv/bin/caloforge inspect runs/siw-demo.h5
+.venv/bin/caloforge export --calochallenge runs/siw-demo.h5 --out runs/siw-demo-calochallenge.h5 --overwrite
+.venv/bin/caloforge inspect runs/siw-demo-calochallenge.h5
