@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,17 @@ import pytest
 
 from caloforge.data.io import ShowerWriter
 from caloforge.geometry.mesh import MeshSpec
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Small tensors are fastest on one thread, and do not stall when the cores are busy."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def caloforge_attrs(

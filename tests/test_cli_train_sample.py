@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from caloforge.cli import main
 from caloforge.config import ClassifierConfig, EvaluationConfig
@@ -32,12 +30,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _files(make_caloforge_file, tmp_path: Path) -> list[Path]:  # type: ignore[no-untyped-def]

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import torch
 from torch import Tensor
 
 AnalyticDenoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small tensors are fastest on one thread, and do not stall when the cores are busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_thread(one_torch_thread: None) -> None:
+    """Every test here runs on one torch thread (tests/conftest.py)."""
 
 
 def _gaussian_denoiser(mu: Tensor | float, s: Tensor | float) -> AnalyticDenoiser:
