@@ -148,8 +148,14 @@ class TrainConfig:
 class DiffusionConfig:
     """EDM training noise and sampling (Karras et al. 2022)."""
 
-    p_mean: float = -1.2  # training noise levels: ln sigma ~ N(p_mean, p_std^2)
-    p_std: float = 1.2
+    # Training noise levels: ln sigma ~ N(p_mean, p_std^2). EDM's image values (-1.2, 1.2) put
+    # 0.2 % of the steps above sigma = 10, where the input is mostly noise and only the
+    # conditions tell the shower's energy and direction: trained so, the model ignored its
+    # conditions at high noise and sampling from sigma_max went astray. (-0.4, 1.4) puts 2.7 %
+    # there; after 300 steps the denoising error at sigma = 80 with shuffled conditions is
+    # 8 % above that with the true ones (0.6 % at (-1.2, 1.2)).
+    p_mean: float = -0.4
+    p_std: float = 1.4
     sigma_min: float = 0.002  # sampling grid
     sigma_max: float = 80.0
     rho: float = 7.0
