@@ -36,6 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--evaluation", required=True, type=Path, help="report directory")
+    parser.add_argument(
+        "--limitations", type=Path, help="Markdown file: what limits the model, as measured"
+    )
     args = parser.parse_args()
     model = load_model(args.run)  # checks that the run holds a complete model
     metrics = json.loads((args.evaluation / "metrics.json").read_text())
@@ -63,7 +66,8 @@ def main() -> None:
         f"- **Verdict**: {verdict}.",
         (
             f"- **Architecture**: {model.meta['preset']} (overrides {model.meta.get('model') or 'none'}), "
-            "EDM preconditioning, 32-step stochastic Heun sampler."
+            f"EDM preconditioning, {model.diffusion.steps}-step {model.diffusion.sampler} sampler "
+            f"(S_churn {model.diffusion.s_churn:g})."
         ),
         (
             f"- **Particle**: {model.meta['particle']}; detectors (one-hot slots): "
@@ -111,6 +115,8 @@ def main() -> None:
         ),
         "",
     ]
+    if args.limitations:
+        lines += ["## Known limitations", "", args.limitations.read_text().strip(), ""]
     copy_model(args.run, TARGET)
     meta_path = TARGET / "model.json"
     meta = json.loads(meta_path.read_text())
