@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from caloforge.cli import main
 from caloforge.config import ClassifierConfig, EvaluationConfig
 from caloforge.demo import run_demo
+from caloforge.fastsim import load_model
 from caloforge.geometry.mesh import MeshSpec
 
 MESH = MeshSpec(n_z=6, n_phi=4, n_r=3)
@@ -128,6 +132,24 @@ def test_train_resume_sample_evaluate(
     assert code == 0, err
     with h5py.File(again) as f:
         np.testing.assert_allclose(f["showers"][:], showers, rtol=1e-4, atol=1e-9)
+
+    # the sampler keeps its estimates within the training data's range, even when the model
+    # overshoots it everywhere
+    model = load_model(run)
+    shower_transform = model.preprocessing.shower
+    assert shower_transform.max_value is not None
+    with torch.no_grad():
+        model.net.backbone.final_layer.linear.bias.fill_(50.0)
+    energies = np.full(8, 5e4)
+    kwargs = {"steps": 4, "seeds": list(range(8))}
+    u_max = math.exp(shower_transform.max_value * shower_transform.std + shower_transform.mean)
+    bounded = model.generate(energies, np.full(8, 1.5), np.zeros(8), "par04-siw", **kwargs)
+    assert bounded.max() / 5e4 <= u_max * (1 + 1e-5)
+    model.preprocessing = replace(
+        model.preprocessing, shower=replace(shower_transform, max_value=None)
+    )
+    free = model.generate(energies, np.full(8, 1.5), np.zeros(8), "par04-siw", **kwargs)
+    assert free.max() / 5e4 > 10 * u_max
 
     report = tmp_path / "report"
     code, _, err = _run(

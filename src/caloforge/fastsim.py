@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from caloforge.config import DiffusionConfig, config_from_dict
 from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV, THRESHOLD_RAW_MEV
 from caloforge.data.transforms import Preprocessing
-from caloforge.diffusion.precond import EDMPrecond
+from caloforge.diffusion.precond import ClampedDenoiser, Denoiser, EDMPrecond
 from caloforge.diffusion.samplers import SAMPLERS, ShowerNoise
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import DataError, OutputError, SpecError
@@ -129,8 +129,9 @@ class FastSimModel:
         """Showers for the given conditions, in MeV as the training files (raw or calibrated).
 
         Each shower depends only on its conditions and its seed, not on the batch it is drawn
-        in. Post-processing: no negative energies, and the voxel threshold of the training
-        files' energy scale (0.5 keV raw, 15.15 keV calibrated).
+        in. The sampler keeps the denoised estimates within the range of the training data
+        (when the model records it). Post-processing: no negative energies, and the voxel
+        threshold of the training files' energy scale (0.5 keV raw, 15.15 keV calibrated).
 
         Args:
             energies: incident energies in MeV, (N,).
@@ -176,13 +177,17 @@ class FastSimModel:
         shape = (1, *self.preprocessing.mesh_shape)
         threshold = THRESHOLD_DATASETS_2_3_MEV if self.meta.get("calibrated") else THRESHOLD_RAW_MEV
         self.net.eval()
+        denoiser: Denoiser = self.net
+        transform = self.preprocessing.shower
+        if transform.max_value is not None:  # recorded by the training of this version
+            denoiser = ClampedDenoiser(self.net, transform.zero_level, transform.max_value)
         out = np.empty((len(energies), int(np.prod(shape))), dtype=np.float32)
         for start in range(0, len(energies), batch_size):
             stop = min(start + batch_size, len(energies))
             noise = ShowerNoise(seeds[start:stop])
             x_T = noise.randn(shape) * sigmas[0]  # (b, 1, Z, A, R)
             x_0 = SAMPLERS[sampler](
-                self.net, x_T, sigmas, cond=cond[start:stop], noise=noise, **kwargs
+                denoiser, x_T, sigmas, cond=cond[start:stop], noise=noise, **kwargs
             )
             showers = self.preprocessing.shower.inverse(
                 x_0.reshape(stop - start, -1).numpy(), energies[start:stop]

@@ -107,6 +107,10 @@ def test_shower_fit_in_chunks_matches_numpy() -> None:
     logs = np.log(showers / energies[:, None] + transform.eps)
     assert transform.mean == pytest.approx(logs.mean(), rel=1e-9)
     assert transform.std == pytest.approx(logs.std(), rel=1e-7)
+    # the largest normalised value of the set, spread over chunks: the sampler's upper bound
+    assert transform.max_value == pytest.approx(
+        transform.forward(showers, energies).max(), rel=1e-6
+    )
 
 
 def test_preprocessing_serialises() -> None:
@@ -114,5 +118,10 @@ def test_preprocessing_serialises() -> None:
     pre = Preprocessing(ShowerTransform.fit(showers, energies), _conditions(), (45, 16, 9))
     again = Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict())))
     assert again == pre
+    assert again.shower.max_value is not None
+    # models saved before the range was recorded load without it (no bound when sampling)
+    old = pre.to_dict()
+    del old["shower"]["max_value"]
+    assert Preprocessing.from_dict(old).shower.max_value is None
     with pytest.raises(SpecError):
         Preprocessing.from_dict({"shower": {}})

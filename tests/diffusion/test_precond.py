@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from caloforge.diffusion.precond import EDMPrecond
+from caloforge.diffusion.precond import ClampedDenoiser, EDMPrecond
+from caloforge.diffusion.samplers import SAMPLERS
+from caloforge.diffusion.schedules import karras_sigmas
 
 SHAPE = (1, 6, 4, 3)  # (C, Z, A, R): a miniature of CaloChallenge dataset 2's (1, 45, 16, 9)
 N_COND = 2
@@ -200,3 +202,25 @@ def test_records_its_noise_range():
     net = EDMPrecond(Recorder(), sigma_data=0.5, sigma_min=0.01, sigma_max=50.0)
     assert (net.sigma_data, net.sigma_min, net.sigma_max) == (0.5, 0.01, 50.0)
     assert "sigma_data=0.5" in repr(net)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_clamped_denoiser_keeps_samples_in_the_data_range(name):
+    def overshooting(x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        return 5.0 * x + 3.0  # estimates far outside [-1, 2] at every noise level
+
+    clamped = ClampedDenoiser(overshooting, -1.0, 2.0)
+    x = torch.linspace(-50, 50, 12).reshape(3, 4)
+    out = clamped(x, torch.ones(3), None)
+    assert out.min() == -1.0
+    assert out.max() == 2.0
+    sigmas = karras_sigmas(16, 0.002, 80.0, 7.0)
+    x_T = torch.randn((64, 5), generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    free = SAMPLERS[name](overshooting, x_T, sigmas, cond=None)
+    bounded = SAMPLERS[name](clamped, x_T, sigmas, cond=None)
+    assert free.abs().max() > 10  # without the bound the sampler follows the overshoot
+    # the last step (to sigma = 0) lands on a clamped estimate
+    assert bounded.min() >= -1.0 - 0.01
+    assert bounded.max() <= 2.0 + 0.01
+    with pytest.raises(ValueError, match="low < high"):
+        ClampedDenoiser(overshooting, 1.0, 1.0)

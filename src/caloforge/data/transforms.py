@@ -12,6 +12,8 @@ with ``eps`` a fixed floor below the smallest deposit of interest (zeros map to
 ``(ln eps - mean) / std``) and ``mean``, ``std`` the mean and standard deviation of
 ``ln(u + eps)`` over every voxel of the training set. The inverse is
 ``E_v = clip(exp(y std + mean) - eps, 0, 1) E_inc`` (a voxel holds at most the incident energy).
+The largest ``y`` of the training set (``max_value``) is kept too: the sampler keeps its
+denoised estimates within ``[(ln eps - mean) / std, max_value]``, the range the data span.
 
 Conditions, one row per shower::
 
@@ -50,25 +52,29 @@ class ShowerTransform:
     mean: float
     std: float
     eps: float = DEFAULT_EPS
+    max_value: float | None = None  # largest y of the training set (None: not recorded)
 
     @classmethod
     def fit(
         cls, showers: np.ndarray, energies: np.ndarray, eps: float = DEFAULT_EPS
     ) -> ShowerTransform:
-        """Fit mean and std of ``ln(u + eps)`` over every voxel of ``showers`` (N, V)."""
+        """Fit mean and std of ``ln(u + eps)`` over every voxel of ``showers`` (N, V), and the
+        largest normalised value."""
         energies = energies.reshape(-1, 1)
         total = total_sq = 0.0
+        largest = -math.inf
         for start in range(0, len(showers), FIT_CHUNK):  # chunks: no float64 copy of the set
             chunk = slice(start, start + FIT_CHUNK)
             logs = np.log(np.clip(showers[chunk], 0.0, None) / energies[chunk] + eps)
             total += float(logs.sum())
             total_sq += float(np.square(logs).sum())
+            largest = max(largest, float(logs.max(initial=-math.inf)))
         n = showers.size
         mean = total / n if n else math.nan
         std = math.sqrt(max(total_sq / n - mean * mean, 0.0)) if n else math.nan
         if not math.isfinite(std) or std <= 1e-9 * max(1.0, abs(mean)):  # rounding of a constant
             raise SpecError("cannot fit the shower transform: the showers are constant")
-        return cls(mean, std, eps)
+        return cls(mean, std, eps, (largest - mean) / std)
 
     def forward(self, showers: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Voxel energies (N, V) in MeV -> normalised values (N, V), float32.

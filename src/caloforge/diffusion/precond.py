@@ -23,6 +23,27 @@ class Denoiser(Protocol):
     def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None, /) -> Tensor: ...
 
 
+class ClampedDenoiser:
+    """A denoiser whose estimates are kept within the range the clean data span.
+
+    The clean-data estimate of a diffusion model is clipped to the data range at every sampler
+    step, as DDPM clips its x0 predictions to [-1, 1] (Ho et al. 2020): a model that
+    overshoots the range somewhere drives the sampler towards values no training shower had.
+
+    Args:
+        denoiser: the denoiser ``D(x, sigma, cond)``.
+        low, high: the data range.
+    """
+
+    def __init__(self, denoiser: Denoiser, low: float, high: float) -> None:
+        if not low < high:
+            raise ValueError(f"need low < high, got {low}, {high}")
+        self.denoiser, self.low, self.high = denoiser, float(low), float(high)
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None, /) -> Tensor:
+        return self.denoiser(x, sigma, cond).clamp(self.low, self.high)
+
+
 class EDMPrecond(nn.Module):
     """The EDM denoiser ``D_x = c_skip * x + c_out * F(c_in * x, c_noise, cond)``.
 
