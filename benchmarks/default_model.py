@@ -27,6 +27,7 @@ import numpy as np
 from evaluation import _table  # benchmarks/evaluation.py: the same tables
 
 from caloforge.data.readers import read_showers
+from caloforge.data.showers import ShowerData
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ["--energy", "log:1:100", "--theta", "0.87:2.27", "--phi", "0:6.2832", "--seed", "2"]
@@ -36,6 +37,29 @@ def _caloforge(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "caloforge", *args], cwd=ROOT, check=True)
     return time.perf_counter() - start
+
+
+def _response(ref: ShowerData, gen: ShowerData, n: int) -> list[str]:
+    """Median E_tot / E_inc and mean number of hit voxels by energy range, model vs Geant4."""
+    lines = [
+        "### Response and hits by energy (raw active-material energy, not calibrated)",
+        "",
+        "| E (GeV) | showers | E_tot / E_inc median, model | Geant4 | hits, model | Geant4 |",
+        "|---|---|---|---|---|---|",
+    ]
+    energies = ref.energies[:n]
+    stats = []
+    for data in (gen, ref):
+        showers = np.asarray(data.showers[:n], dtype=np.float64)
+        stats.append((showers.sum(axis=1) / energies, (showers > 0).sum(axis=1)))
+    for lo, hi in ((1, 3), (3, 10), (10, 30), (30, 100)):
+        m = (energies >= lo * 1e3) & (energies < hi * 1e3)
+        (r_gen, h_gen), (r_ref, h_ref) = ((r[m], h[m]) for r, h in stats)
+        lines.append(
+            f"| {lo}-{hi} | {int(m.sum())} | {np.median(r_gen):.4f} | {np.median(r_ref):.4f} | "
+            f"{h_gen.mean():.0f} | {h_ref.mean():.0f} |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -74,6 +98,8 @@ def main() -> None:
             ),
             "",
             *_table("model vs Geant4", metrics, evaluate_s),
+            "",
+            *_response(ref, gen, args.n),
         ]
     )
     results = ROOT / "benchmarks" / "results" / "default_model.md"
