@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
-# The main job: simulate a small set of real Geant4 photon showers in par04-siw and inspect them.
+# The main job: sample showers from the shipped default model at 10, 50 and 100 GeV and compare
+# them with the Geant4 showers shipped at the same points (caloforge demo); report in demo/report/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
-mkdir -p runs
-.venv/bin/caloforge detectors
-.venv/bin/caloforge simulate --detector par04-siw --particle gamma --energy log:1:100 \
-  --theta 0.87:2.27 --phi 0:6.2832 -n 200 --seed 1 --workers 2 --out runs/siw-demo.h5 --overwrite
-.venv/bin/caloforge inspect runs/siw-demo.h5
-.venv/bin/caloforge export --calochallenge runs/siw-demo.h5 --out runs/siw-demo-calochallenge.h5 --overwrite
-.venv/bin/caloforge inspect runs/siw-demo-calochallenge.h5
+.venv/bin/caloforge demo --out demo/ --overwrite
