@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,16 +15,9 @@ from caloforge.data.readers import read_showers
 from caloforge.demo import reference_path
 from caloforge.fastsim import default_model_dir, load_model, shower_seeds
 
-SHIPPED = (default_model_dir() / "model.safetensors").exists()
-needs_model = pytest.mark.skipif(
-    not SHIPPED, reason="the default model is not shipped yet (issue 4)"
-)
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@needs_model
 def test_shipped_files_within_their_budgets() -> None:
     model = default_model_dir()
     assert sum(p.stat().st_size for p in model.iterdir()) <= 20 * 2**20
@@ -33,7 +27,6 @@ def test_shipped_files_within_their_budgets() -> None:
     assert "auc_high" in card
 
 
-@needs_model
 def test_default_model_metadata() -> None:
     model = load_model("default")
     assert model.meta["preset"] == "calodit-cpu"
@@ -44,8 +37,10 @@ def test_default_model_metadata() -> None:
     assert model.meta["training"]["completed_steps"] >= 1000
 
 
+@functools.cache
 def _fifty_gev() -> tuple[np.ndarray, np.ndarray]:
-    """Geant4's 50 GeV showers shipped for the demo, and eight from the shipped model."""
+    """Geant4's 50 GeV showers shipped for the demo, and eight from the shipped model (drawn
+    once for the tests that compare them)."""
     ref = read_showers(reference_path())
     n = 8
     model = load_model("default")
@@ -58,7 +53,6 @@ def _fifty_gev() -> tuple[np.ndarray, np.ndarray]:
     return ref.showers[np.isclose(ref.energies, 5e4)], showers
 
 
-@needs_model
 def test_default_model_hits_and_depth_follow_geant4() -> None:
     """Eight 50 GeV showers: Geant4's number of hit voxels (within 10 %) and the layer with the
     most of them (within two of the 45 layers). Counts, not energies: the energies of the
@@ -74,7 +68,6 @@ def test_default_model_hits_and_depth_follow_geant4() -> None:
     assert abs(z_max(showers) - z_max(g4)) <= 2
 
 
-@needs_model
 @pytest.mark.xfail(
     strict=True,
     reason="the shipped model is POOR: 4-7 times Geant4's response (MODEL_CARD.md); a model "
@@ -86,7 +79,6 @@ def test_default_model_response_matches_geant4() -> None:
     assert abs(showers.sum(axis=1).mean() / g4.sum(axis=1).mean() - 1) < 0.1
 
 
-@needs_model
 def test_sample_default_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gen.h5"
     code = main(
@@ -112,10 +104,9 @@ def test_demo_reference_points() -> None:
     np.testing.assert_allclose(ref.theta, np.pi / 2, atol=1e-3)
 
 
-@needs_model
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The main job (~8 minutes): the shipped model against the shipped Geant4 showers."""
+    """The main job (~9 minutes): the shipped model against the shipped Geant4 showers."""
     code = main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "demo" / "report" / "metrics.json").read_text())
