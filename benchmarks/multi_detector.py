@@ -15,10 +15,10 @@ showers with the 32-step sampler ~ 10 minutes per run.) Needs the datasets of
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,18 @@ RUNS = {"siw-only": SIW, "siw+scipb": [*SIW, "data/scipb.h5"]}
 
 def _caloforge(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "caloforge", *args], cwd=ROOT, check=True)
+
+
+def _train_minutes(metrics_csv: Path) -> float:
+    """Training wall time summed over the run's sessions (``elapsed_s`` restarts on resume)."""
+    total = previous = 0.0
+    with metrics_csv.open() as f:
+        for row in csv.DictReader(f):
+            elapsed = float(row["elapsed_s"])
+            if elapsed < previous:
+                total += previous
+            previous = elapsed
+    return (total + previous) / 60
 
 
 def _row(name: str, steps: str, minutes: str, m: dict[str, Any]) -> str:
@@ -50,7 +62,6 @@ def main() -> None:
     rows = []
     for name, data in RUNS.items():
         run = out / name
-        start = time.perf_counter()
         resume = ["--resume"] if (run / "config.yaml").exists() else []
         _caloforge(
             "train",
@@ -65,7 +76,6 @@ def main() -> None:
             "--no-progress",
             *resume,
         )
-        train_s = time.perf_counter() - start
         generated = run / "siw-test-generated.h5"
         _caloforge(
             "sample",
@@ -103,7 +113,7 @@ def main() -> None:
             "--no-progress",
         )
         m = json.loads((report / "metrics.json").read_text())
-        rows.append(_row(name, str(args.steps), f"{train_s / 60:.0f}", m))
+        rows.append(_row(name, str(args.steps), f"{_train_minutes(run / 'metrics.csv'):.0f}", m))
         baseline = m["baseline"]
     rows.append(_row("Geant4 vs Geant4 (baseline)", "-", "-", baseline))
     text = "\n".join(
