@@ -28,6 +28,7 @@ from evaluation import _table  # benchmarks/evaluation.py: the same tables
 
 from caloforge.data.readers import read_showers
 from caloforge.data.showers import ShowerData
+from caloforge.geometry.mesh import REFERENCE_N_PHI, REFERENCE_N_R, REFERENCE_N_Z
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ["--energy", "log:1:100", "--theta", "0.87:2.27", "--phi", "0:6.2832", "--seed", "2"]
@@ -59,6 +60,29 @@ def _response(ref: ShowerData, gen: ShowerData, n: int) -> list[str]:
             f"| {lo}-{hi} | {int(m.sum())} | {np.median(r_gen):.4f} | {np.median(r_ref):.4f} | "
             f"{h_gen.mean():.0f} | {h_ref.mean():.0f} |"
         )
+    return lines
+
+
+def _radial(ref: ShowerData, gen: ShowerData, n: int, shape: tuple[int, int, int]) -> list[str]:
+    """Mean fraction of the incident energy in each radial bin, model vs Geant4, above 30 GeV."""
+    energies = ref.energies[:n]
+    high = energies >= 30e3
+    profiles = []
+    for data in (gen, ref):
+        showers = np.asarray(data.showers[:n][high], dtype=np.float64).reshape(-1, *shape)
+        profiles.append((showers.sum(axis=(1, 2)) / energies[high, None]).mean(axis=0))
+    lines = [
+        f"### Radial profile, {int(high.sum())} showers of 30-100 GeV",
+        "",
+        "Mean E_r / E_inc per radial bin (sum over z and phi).",
+        "",
+        "| r bin | " + " | ".join(str(i) for i in range(shape[2])) + " |",
+        "|---|" + "---|" * shape[2],
+    ]
+    for name, profile in zip(
+        ("model", "Geant4", "model / Geant4"), (*profiles, np.divide(*profiles)), strict=True
+    ):
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3g}" for v in profile) + " |")
     return lines
 
 
@@ -100,6 +124,8 @@ def main() -> None:
             *_table("model vs Geant4", metrics, evaluate_s),
             "",
             *_response(ref, gen, args.n),
+            "",
+            *_radial(ref, gen, args.n, (REFERENCE_N_Z, REFERENCE_N_PHI, REFERENCE_N_R)),
         ]
     )
     results = ROOT / "benchmarks" / "results" / "default_model.md"
