@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from caloforge.data.readers import read_showers
-from caloforge.diffusion.precond import ClampedDenoiser, Denoiser
+from caloforge.data.showers import ShowerData
 from caloforge.diffusion.samplers import heun_step
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.fastsim import FastSimModel, load_model
@@ -43,6 +43,18 @@ def _rms(x: torch.Tensor) -> float:
     return float(x.square().mean().sqrt())
 
 
+def model_inputs(model: FastSimModel, data: ShowerData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out showers as a model sees them: preprocessed (N, 1, Z, A, R) and their encoded
+    conditions (N, n_cond), float32. ``data`` must have incident angles."""
+    pre, n = model.preprocessing, len(data.energies)
+    if data.theta is None or data.phi is None:
+        raise ValueError("the showers have no incident angles")
+    y = pre.shower.forward(data.showers, data.energies).reshape(n, 1, *pre.mesh_shape)
+    slots = np.full(n, pre.conditions.slot(data.attrs["detector"]["name"]))
+    cond = pre.conditions.forward(data.energies, data.theta, data.phi, slots)
+    return torch.from_numpy(y), torch.from_numpy(cond).float()
+
+
 def _trajectory(
     model: FastSimModel, y: torch.Tensor, cond: torch.Tensor, energies: np.ndarray
 ) -> list[str]:
@@ -53,10 +65,7 @@ def _trajectory(
     y, cond = y[high], cond[high]
     n, hot_level = len(y), float(y.max())
     pr = cast(CaloDiT, model.net.backbone).config.patch_size[2]
-    shower = model.preprocessing.shower
-    denoiser: Denoiser = model.net
-    if shower.max_value is not None:
-        denoiser = ClampedDenoiser(model.net, shower.zero_level, shower.max_value)
+    denoiser = model.sampling_denoiser()
     s = model.diffusion
     sigmas = karras_sigmas(s.steps, s.sigma_min, s.sigma_max, s.rho)
     x = torch.randn(y.shape, generator=torch.Generator().manual_seed(2)) * sigmas[0]
@@ -99,12 +108,9 @@ def main() -> None:
     pre = model.preprocessing
     data = read_showers(args.data, stop=args.n)
     n = len(data.energies)
-    energies, theta, phi, showers = data.energies, data.theta, data.phi, data.showers
-    if theta is None or phi is None:
+    if data.theta is None or data.phi is None:
         parser.error(f"{args.data} has no incident angles")
-    y = torch.from_numpy(pre.shower.forward(showers, energies)).reshape(n, 1, *pre.mesh_shape)
-    slots = np.full(n, pre.conditions.slot(data.attrs["detector"]["name"]))
-    cond = torch.from_numpy(pre.conditions.forward(energies, theta, phi, slots)).float()
+    y, cond = model_inputs(model, data)
     shuffled = cond.clone()
     shuffled[:, :4] = cond[torch.randperm(n, generator=torch.Generator().manual_seed(0)), :4]
     hits = y > pre.shower.zero_level + 0.5  # a deposit well above the empty-voxel level

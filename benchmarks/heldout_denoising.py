@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
+from denoising import model_inputs  # benchmarks/denoising.py: the same preprocessing
 
 from caloforge.data.readers import read_showers
 from caloforge.fastsim import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (0.3, 1.0, 3.0, 10.0, 30.0)  # noise in units of ln(u + eps)
 BATCH = 250
 
@@ -56,13 +55,10 @@ def main() -> None:
         model = load_model(name)
         pre, net = model.preprocessing, model.net
         t = pre.shower
-        y = torch.from_numpy(t.forward(data.showers, data.energies))
+        y, cond = model_inputs(model, data)
+        y = y.reshape(n, -1)
         ln_u = y.double() * t.std + t.mean
         hits = torch.from_numpy(data.showers > 0)
-        slots = np.full(n, pre.conditions.slot(data.attrs["detector"]["name"]))
-        cond = torch.from_numpy(
-            pre.conditions.forward(data.energies, data.theta, data.phi, slots)
-        ).float()
         cells = []
         with torch.no_grad():
             for s in LEVELS:

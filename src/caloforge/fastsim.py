@@ -110,6 +110,14 @@ class FastSimModel:
             raise OutputError(f"cannot write the model into {directory}: {exc}") from None
 
     @torch.no_grad()
+    def sampling_denoiser(self) -> Denoiser:
+        """The denoiser the samplers use: the network, its estimates kept within the range of
+        the training data when that range was recorded (see :class:`ClampedDenoiser`)."""
+        transform = self.preprocessing.shower
+        if transform.max_value is None:  # a model trained before the range was recorded
+            return self.net
+        return ClampedDenoiser(self.net, transform.zero_level, transform.max_value)
+
     def generate(
         self,
         energies: np.ndarray,
@@ -177,10 +185,7 @@ class FastSimModel:
         shape = (1, *self.preprocessing.mesh_shape)
         threshold = THRESHOLD_DATASETS_2_3_MEV if self.meta.get("calibrated") else THRESHOLD_RAW_MEV
         self.net.eval()
-        denoiser: Denoiser = self.net
-        transform = self.preprocessing.shower
-        if transform.max_value is not None:  # recorded by the training of this version
-            denoiser = ClampedDenoiser(self.net, transform.zero_level, transform.max_value)
+        denoiser = self.sampling_denoiser()
         out = np.empty((len(energies), int(np.prod(shape))), dtype=np.float32)
         for start in range(0, len(energies), batch_size):
             stop = min(start + batch_size, len(energies))
