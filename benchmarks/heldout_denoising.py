@@ -37,6 +37,7 @@ def main() -> None:
     n = len(data.energies)
     if data.theta is None or data.phi is None:
         parser.error(f"{args.data} has no incident angles")
+    hits = torch.from_numpy(data.showers > 0)  # the same voxels for every model
     noise = torch.randn((n, int(data.showers.shape[1])), generator=torch.Generator().manual_seed(0))
     header = " | ".join(f"s = {s:g}" for s in LEVELS)
     lines = [
@@ -58,7 +59,6 @@ def main() -> None:
         y, cond = model_inputs(model, data)
         y = y.reshape(n, -1)
         ln_u = y.double() * t.std + t.mean
-        hits = torch.from_numpy(data.showers > 0)
         cells = []
         with torch.no_grad():
             for s in LEVELS:
