@@ -6,12 +6,14 @@ held-out Geant4 file (``caloforge sample`` with the same specification and seed 
 ``caloforge evaluate`` with its default settings, which also computes the Geant4-vs-Geant4
 baseline on two disjoint parts of the reference.
 
-    python benchmarks/default_model.py [--model runs/calodit-cpu] [-n 5000]
+    python benchmarks/default_model.py [--model runs/calodit-cpu] [-n 5000] [--out DIR]
+        [--results FILE]
 
 Needs ``data/siw-test.h5`` from ``scripts/make-datasets.sh`` (par04-siw, seed 2, 10k photons,
 log-uniform 1-100 GeV, theta 0.87-2.27, phi 0-2 pi). Writes ``runs/default-eval/`` (the sample
 and the report, which ``scripts/ship_default_model.py --evaluation`` reads) and
-``benchmarks/results/default_model.md``.
+``benchmarks/results/default_model.md`` (``--out`` and ``--results`` keep another model's
+evaluation apart).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--reference", default="data/siw-test.h5")
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--out", default="runs/default-eval")
+    parser.add_argument("--results", default="benchmarks/results/default_model.md")
     args = parser.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,7 @@ def main() -> None:
             *_radial(ref, gen, args.n, (REFERENCE_N_Z, REFERENCE_N_PHI, REFERENCE_N_R)),
         ]
     )
-    results = ROOT / "benchmarks" / "results" / "default_model.md"
+    results = ROOT / args.results
     results.write_text(text)
     print(text)
 
