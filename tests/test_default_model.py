@@ -70,7 +70,7 @@ def test_default_model_hits_and_depth_follow_geant4() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped model is POOR: 4-7 times Geant4's response (MODEL_CARD.md); a model "
+    reason="the shipped model is POOR: 2.3-4.2 times Geant4's response (MODEL_CARD.md); a model "
     "that passes must lose this marker",
 )
 def test_default_model_response_matches_geant4() -> None:
