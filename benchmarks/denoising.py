@@ -16,7 +16,7 @@ error of the denoiser D(y + sigma n; sigma, cond):
   position inside its patch: where in the sampling hot voxels appear, and whether the patch
   layout shapes them.
 
-Takes about two minutes on this machine; writes ``benchmarks/results/denoising.md``.
+Takes under a minute on this machine (22 s); writes ``benchmarks/results/denoising.md``.
 """
 
 from __future__ import annotations
