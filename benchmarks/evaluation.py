@@ -25,6 +25,7 @@ from typing import Any
 from caloforge.config import EvaluationConfig
 from caloforge.evaluate.metrics import format_value
 from caloforge.evaluate.report import evaluate
+from caloforge.evaluate.results import HEADLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {
@@ -53,10 +54,11 @@ def _table(name: str, metrics: dict[str, Any], wall: float) -> list[str]:
         "| metric | vs Geant4 | Geant4 vs Geant4 |",
         "|---|---|---|",
     ]
-    for key in ("auc_low", "auc_high", "jsd_low", "jsd_high"):
-        lines.append(f"| {key} | {_pm(metrics.get(key))} | {_pm(base.get(key))} |")
-    lines.append(f"| FPD x 10^3 | {_pm(metrics.get('fpd'), 1e3)} | {_pm(base.get('fpd'), 1e3)} |")
-    lines.append(f"| KPD x 10^3 | {_pm(metrics.get('kpd'), 1e3)} | {_pm(base.get('kpd'), 1e3)} |")
+    for m in HEADLINE:
+        lines.append(
+            f"| {m.label}{m.unit} | {_pm(metrics.get(m.key), m.scale)} | "
+            f"{_pm(base.get(m.key), m.scale)} |"
+        )
     for feature in ("e_ratio", "voxel_spectrum", "profile_z", "profile_r"):
         lines.append(
             f"| separation power {feature} | {sep[feature]:.5f} ± {err[feature]:.5f} | "
@@ -115,7 +117,7 @@ def main() -> None:
     for name in args.cases:
         reference, generated = (ROOT / p for p in CASES[name])
         start = time.perf_counter()
-        metrics = evaluate(reference, generated, out / name, overwrite=True)
+        metrics = evaluate(reference, generated, out / name, overwrite=True).metrics
         wall = time.perf_counter() - start
         text = "\n".join([*lines, *_table(name, metrics, wall)])
         results = ROOT / "benchmarks" / "results" / f"evaluation_{name}.md"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.geometry.detectors import builtin_detector_names, load_detector
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.calibrate import measure_sampling_fraction
 from caloforge.simulate.materials import detector_properties
-from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.simulate.process import simulate_showers
 
 ENERGIES = (1.0, 10.0, 100.0)

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.geometry.detectors import load_detector
 from caloforge.simulate.materials import detector_mesh
-from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.simulate.process import run_in_geant4_process
 
 BATCHES = {1: 4, 64: 64, 256: 256}  # batch size: showers timed

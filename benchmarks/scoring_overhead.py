@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.geometry.detectors import builtin_detector_names, load_detector
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.materials import detector_properties
-from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.simulate.process import run_in_geant4_process
 
 ENERGIES = {1.0: 40, 10.0: 8, 100.0: 2}  # GeV: showers per measurement

@@ -14,10 +14,12 @@ import argparse
 import csv
 import itertools
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from caloforge.evaluate.metrics import format_value
-from caloforge.fastsim import copy_model, load_model
+from caloforge.evaluate.results import Comparison
+from caloforge.fastsim.model import copy_model, load_model
+from caloforge.fastsim.record import META_FILE, ModelRecord, Quality
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "caloforge" / "models" / "default"
@@ -41,15 +43,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     model = load_model(args.run)  # checks that the run holds a complete model
-    metrics = json.loads((args.evaluation / "metrics.json").read_text())
+    result = Comparison.from_metrics(json.loads((args.evaluation / "metrics.json").read_text()))
     rows = list(csv.DictReader((args.run / "metrics.csv").open()))
     last = rows[-1]
-    training = model.meta["training"]
-    base = metrics.get("baseline", {})
-    auc_high = metrics["auc_high"]["value"]
+    record = model.record
+    network = record.networks["shower"]
+    assert result.auc_high is not None, "the evaluation has no high-level AUC"
+    auc_high = result.auc_high.value
     measured = (
-        f"high-level AUC {format_value(metrics['auc_high'], value_format='.3f')} against "
-        f"{metrics['n_reference']} held-out Geant4 par04-siw showers"
+        f"high-level AUC {result.auc_high.format()} against "
+        f"{result.n_reference} held-out Geant4 par04-siw showers"
     )
     if auc_high <= AIM_AUC_HIGH:
         verdict = f"{measured}, which meets the aim of {AIM_AUC_HIGH}"
@@ -65,12 +68,12 @@ def main() -> None:
         "",
         f"- **Verdict**: {verdict}.",
         (
-            f"- **Architecture**: {model.meta['preset']} (overrides {model.meta.get('model') or 'none'}), "
+            f"- **Architecture**: {network.preset} (overrides {network.options or 'none'}), "
             f"EDM preconditioning, {model.diffusion.steps}-step {model.diffusion.sampler} sampler "
             f"(S_churn {model.diffusion.s_churn:g})."
         ),
         (
-            f"- **Particle**: {model.meta['particle']}; detectors (one-hot slots): "
+            f"- **Particle**: {record.particle}; detectors (one-hot slots): "
             f"{', '.join(model.detectors)} (+1 spare slot for adaptation)."
         ),
         (
@@ -82,10 +85,10 @@ def main() -> None:
         "- **Training data** (`scripts/make-datasets.sh`): "
         + "; ".join(
             f"{f['path']} ({f['detector']}, {f['n_train']} + {f['n_val']} held out)"
-            for f in training["files"]
+            for f in record.training.files
         ),
         (
-            f"- **Training**: {training.get('completed_steps')} steps "
+            f"- **Training**: {record.training.completed_steps} steps "
             f"(`scripts/train-default.sh`, configs/calodit-cpu.yaml), "
             f"{_wall_hours(rows):.2f} h of wall time on 2 CPU cores (summed over the resumed "
             f"segments; a shared machine makes it vary); final loss {last['loss']}, validation loss "
@@ -93,23 +96,14 @@ def main() -> None:
         ),
         "",
         (
-            f"## Against held-out Geant4 ({metrics['n_reference']} vs {metrics['n_generated']} "
+            f"## Against held-out Geant4 ({result.n_reference} vs {result.n_generated} "
             "par04-siw photons, same conditions)"
         ),
         "",
-        "| metric | model vs Geant4 | Geant4 vs Geant4 |",
-        "|---|---|---|",
-        *(
-            f"| {key} | {format_value(metrics.get(key), s)} | {format_value(base.get(key), s)} |"
-            for key, s in (("auc_low", 1), ("auc_high", 1), ("fpd", 1e3), ("kpd", 1e3))
-        ),
-        (
-            f"| separation power E_ratio | {metrics['separation_power']['e_ratio']:.4f} | "
-            f"{base.get('separation_power', {}).get('e_ratio', float('nan')):.4f} |"
-        ),
+        result.markdown(),
         "",
         (
-            "FPD and KPD are x 10^3; the baseline compares two disjoint parts of the held-out "
+            "The baseline compares two disjoint parts of the held-out "
             "Geant4 showers. Reproduce: `scripts/make-datasets.sh && scripts/train-default.sh && "
             "python benchmarks/default_model.py` (all results: benchmarks/results/default_model.md)."
         ),
@@ -118,10 +112,9 @@ def main() -> None:
     if args.limitations:
         lines += ["## Known limitations", "", args.limitations.read_text().strip(), ""]
     copy_model(args.run, TARGET)
-    meta_path = TARGET / "model.json"
-    meta = json.loads(meta_path.read_text())
-    meta["quality"] = {"verdict": verdict, "auc_high": metrics["auc_high"], "card": "MODEL_CARD.md"}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    shipped = ModelRecord.read(TARGET / META_FILE)
+    quality = Quality(verdict, asdict(result.auc_high), "MODEL_CARD.md")
+    replace(shipped, quality=quality).write(TARGET / META_FILE)
     (TARGET / "MODEL_CARD.md").write_text("\n".join(lines))
 
 

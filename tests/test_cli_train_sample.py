@@ -17,8 +17,8 @@ import torch
 
 from caloforge.cli import main
 from caloforge.config import ClassifierConfig, EvaluationConfig
-from caloforge.demo import run_demo
 from caloforge.fastsim import load_model
+from caloforge.fastsim.demo import run_demo
 from caloforge.geometry.mesh import MeshSpec
 
 MESH = MeshSpec(n_z=6, n_phi=4, n_r=3)
@@ -110,7 +110,7 @@ def test_train_resume_sample_evaluate(
         "0.87:2.27",
         "--phi",
         "0:6.2832",
-        "--steps",
+        "--sampler-steps",
         "2",
         "--no-progress",
     ]
@@ -145,9 +145,8 @@ def test_train_resume_sample_evaluate(
     u_max = math.exp(shower_transform.max_value * shower_transform.std + shower_transform.mean)
     bounded = model.generate(energies, np.full(8, 1.5), np.zeros(8), "par04-siw", **kwargs)
     assert bounded.max() / 5e4 <= u_max * (1 + 1e-5)
-    model.preprocessing = replace(
-        model.preprocessing, shower=replace(shower_transform, max_value=None)
-    )
+    preprocessing = replace(model.preprocessing, shower=replace(shower_transform, max_value=None))
+    model.record = replace(model.record, preprocessing=preprocessing)
     free = model.generate(energies, np.full(8, 1.5), np.zeros(8), "par04-siw", **kwargs)
     assert free.max() / 5e4 > 10 * u_max
 
@@ -185,11 +184,11 @@ def test_train_resume_sample_evaluate(
     meta["quality"] = {"verdict": "POOR MODEL: a test"}  # as scripts/ship_default_model.py adds
     (run / "model.json").write_text(json.dumps(meta))
     config = EvaluationConfig(classifier=ClassifierConfig(epochs=1, repeats=1), plots=False)
-    metrics = run_demo(tmp_path / "demo", model=run, reference=points, config=config)
-    assert metrics["notes"][0] == f"model card of {run}: POOR MODEL: a test"
+    result = run_demo(tmp_path / "demo", model=run, reference=points, config=config)
+    assert result.notes[0] == f"model card of {run}: POOR MODEL: a test"
     assert "POOR MODEL: a test" in (tmp_path / "demo" / "report" / "index.html").read_text()
-    assert metrics["conditions"]["mode"] == "points"
-    assert len(metrics["conditions"]["bins"]) == 2
+    assert result.metrics["conditions"]["mode"] == "points"
+    assert len(result.metrics["conditions"]["bins"]) == 2
     assert (tmp_path / "demo" / "generated.h5").exists()
 
 
@@ -213,7 +212,7 @@ def test_bad_sample_requests(
         *TINY,
     )
     assert code == 0, err
-    base = ["sample", "--model", run, "--steps", "1", "-n", "3", "--no-progress"]
+    base = ["sample", "--model", run, "--sampler-steps", "1", "-n", "3", "--no-progress"]
     out = tmp_path / "x.h5"
     _one_line_error(
         _run(capsys, *base, "--detector", "cld-like", "--energy", "10", "--out", out), "cld-like"
@@ -267,7 +266,7 @@ def test_bad_sample_requests(
     )
     assert code == 0, err
     _one_line_error(
-        _run(capsys, *base, "--detector", "par04-siw", "--energy", "10", "--steps", "0",
+        _run(capsys, *base, "--detector", "par04-siw", "--energy", "10", "--sampler-steps", "0",
              "--out", tmp_path / "y.h5"), ">= 1",
     )  # fmt: skip
     _one_line_error(
@@ -285,7 +284,9 @@ def test_bad_sample_requests(
     assert (generator["S_churn"], generator["S_tmin"], generator["S_noise"]) == (5, 0.05, 1.003)
     # a resumed run keeps its settings and data: conflicting requests are refused
     resume = ["train", "--data", *data, "--out", run, "--resume", "--no-progress"]
-    _one_line_error(_run(capsys, *resume, "--set", "model.depth=2"), "only --steps may change")
+    _one_line_error(
+        _run(capsys, *resume, "--set", "model.depth=2"), "only the number of steps may change"
+    )
     _one_line_error(_run(capsys, *resume, "--limit", "10"), "--limit")
     _one_line_error(
         _run(capsys, "train", "--data", tmp_path / "missing.h5", "--out", tmp_path / "r2"),

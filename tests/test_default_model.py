@@ -12,8 +12,8 @@ import pytest
 
 from caloforge.cli import main
 from caloforge.data.readers import read_showers
-from caloforge.demo import reference_path
 from caloforge.fastsim import default_model_dir, load_model, shower_seeds
+from caloforge.fastsim.demo import reference_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,12 +29,15 @@ def test_shipped_files_within_their_budgets() -> None:
 
 def test_default_model_metadata() -> None:
     model = load_model("default")
-    assert model.meta["preset"] == "calodit-cpu"
+    assert model.record.family == "calodit"
+    assert model.record.networks["shower"].preset == "calodit-cpu"
     assert list(model.detectors) == ["par04-siw", "par04-scipb"]
-    assert model.meta["particle"] == "gamma"
+    assert model.record.particle == "gamma"
     # K training detectors + the spare slot for adaptation
     assert model.preprocessing.conditions.n_slots == 3
-    assert model.meta["training"]["completed_steps"] >= 1000
+    completed = model.record.training.completed_steps
+    assert completed is not None
+    assert completed >= 1000
 
 
 @functools.cache

@@ -11,51 +11,72 @@ from typing import Any, NoReturn
 
 from caloforge import __version__
 from caloforge.config import CALIBRATION, SIMULATION
+from caloforge.data.specs import PrimarySpec, parse_particle, parse_spec
 from caloforge.errors import CaloforgeError, SpecError
 
 log = logging.getLogger("caloforge")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults in --help, except for required options and flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: works for one more release, with a warning."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        command = parser.prog.removeprefix("caloforge ")
+        print(
+            f"caloforge: warning: {command} {option_string} is deprecated and goes in the next "
+            f"release; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line, exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"caloforge: error: {self.prog.removeprefix('caloforge ')}: {message}\n")
+
+
+def _add_shower_spec(p: argparse.ArgumentParser) -> None:
+    """The options that say which showers to make (shared by simulate and sample)."""
+    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
+    p.add_argument(
+        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
+    )
+    p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
+    p.add_argument("--phi", default=SIMULATION.phi, help="rad, taken modulo 2 pi: fixed or A:B")
+    p.add_argument("-n", type=int, required=True, help="number of showers")
+    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+
+
 def cmd_detectors(args: argparse.Namespace) -> int:
     from caloforge.geometry.detectors import builtin_detector_names, load_detector
-    from caloforge.simulate.materials import detector_mesh
+    from caloforge.simulate.materials import CATALOG_COLUMNS, catalog_row
 
     if args.yaml:
         print(load_detector(args.yaml).to_yaml(), end="")
         return 0
-    names = args.detector or builtin_detector_names()
-    header = (
-        "name",
-        "layers (* active)",
-        "depth",
-        "X0",
-        "R_M",
-        "depth/X0",
-        "sampling fraction",
-        "mesh dz x dr",
-    )
-    rows = [header]
-    for name in names:
-        spec = load_detector(name)
-        mesh, p = detector_mesh(spec)
-        slices = " + ".join(
-            f"{s.thickness_mm:g} mm {s.material.removeprefix('G4_')}{'*' if s.active else ''}"
-            for s in spec.slices
-        )
-        sf = spec.sampling_fraction
-        rows.append(
-            (
-                spec.name,
-                f"{spec.n_layers} x ({slices})",
-                f"{spec.depth_mm:.1f} mm",
-                f"{p.x0_mm:.2f} mm",
-                f"{p.moliere_radius_mm:.2f} mm",
-                f"{spec.depth_mm / p.x0_mm:.1f}",
-                f"{sf.value:.5f} +- {sf.error:.5f}" if sf else "not measured",
-                f"{mesh.dz_mm:.2f} x {mesh.dr_mm:.2f} mm",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    rows = [CATALOG_COLUMNS, *(catalog_row(load_detector(name)) for name in args.detector or builtin_detector_names())]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(CATALOG_COLUMNS))]
     for k, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if k == 0:
@@ -63,6 +84,20 @@ def cmd_detectors(args: argparse.Namespace) -> int:
     print("\nX0 and R_M from Geant4 NIST materials (PDG mixture rules); sampling fraction =")
     print("active/(active+passive) energy, measured with `caloforge calibrate` (see the YAML).")
     return 0
+
+
+def _add_detectors(sub: Any) -> None:
+    """The ``detectors`` command's options."""
+    p = sub.add_parser(
+        "detectors",
+        formatter_class=_HelpFormatter,
+        help="list the built-in detectors and their properties",
+    )
+    p.add_argument("--detector", action="append", help="only this detector (name or YAML file)")
+    p.add_argument(
+        "--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)"
+    )
+    p.set_defaults(func=cmd_detectors)
 
 
 def _parse_energies(text: str) -> tuple[float, ...]:
@@ -101,445 +136,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from caloforge.geometry.detectors import load_detector
-    from caloforge.geometry.mesh import parse_cells
-    from caloforge.simulate.materials import detector_mesh
-    from caloforge.simulate.primaries import PrimarySpec, parse_particle, parse_spec
-    from caloforge.simulate.runner import RunRequest, check_output, run
-
-    out = Path(args.out)
-    primary = PrimarySpec(
-        parse_particle(args.particle),
-        parse_spec(args.energy, "energy"),
-        parse_spec(args.theta, "theta"),
-        parse_spec(args.phi, "phi"),
-    )
-    primary.check_ranges(allow_out_of_range=args.allow_out_of_range)
-    cells = parse_cells(args.cells)
-    RunRequest.check_workers(args.workers)
-    check_output(out, overwrite=args.overwrite)
-    spec = load_detector(args.detector)
-    mesh, props = detector_mesh(spec, cells)
-    request = RunRequest(spec, mesh, primary, args.n, args.seed, args.cut, args.chunk_size)
-    run(
-        request,
-        out,
-        x0_mm=props.x0_mm,
-        moliere_radius_mm=props.moliere_radius_mm,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        show_progress=not args.no_progress,
-    )
-    print(f"wrote {args.n} showers to {out}")
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from caloforge.data.inspect import format_report, inspect_file
-
-    report = inspect_file(args.file, dataset=args.calochallenge, binning_xml=args.binning)
-    print(format_report(report))
-    return 0 if report.valid else 1
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from caloforge.data.export import export_calochallenge
-    from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV
-
-    out = Path(args.out)
-    threshold_mev = (
-        THRESHOLD_DATASETS_2_3_MEV if args.threshold_kev is None else args.threshold_kev / 1000.0
-    )
-    n = export_calochallenge(args.input, out, threshold_mev=threshold_mev, overwrite=args.overwrite)
-    print(f"wrote {n} calibrated showers to {out}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from caloforge.config import PUBLISHED_CLASSIFIER, ClassifierConfig, EvaluationConfig
-    from caloforge.evaluate.report import evaluate, tqdm_progress
-
-    classifier = PUBLISHED_CLASSIFIER if args.classifier == "published" else ClassifierConfig()
-    if args.classifier_repeats is not None:
-        classifier = replace(classifier, repeats=args.classifier_repeats)
-    if args.classifier_epochs is not None:
-        classifier = replace(classifier, epochs=args.classifier_epochs)
-    if classifier.repeats < 1 or classifier.epochs < 1:
-        raise SpecError("--classifier-repeats and --classifier-epochs must be >= 1")
-    if args.threshold is not None and not 0 <= args.threshold < float("inf"):
-        raise SpecError(f"--threshold must be >= 0 keV, got {args.threshold}")
-    if args.limit is not None and args.limit < 1:
-        raise SpecError(f"--limit must be >= 1, got {args.limit}")
-    config = EvaluationConfig(
-        threshold_mev=None if args.threshold is None else args.threshold / 1000.0,
-        classifier=classifier,
-        low_level=not args.no_low_level,
-        seed=args.seed,
-        limit=args.limit,
-        plots=not args.no_plots,
-    )
-    metrics = evaluate(
-        args.reference,
-        args.generated,
-        args.out,
-        config,
-        binning_xml=args.binning,
-        overwrite=args.overwrite,
-        progress=None if args.no_progress else tqdm_progress,
-    )
-    _print_headline(metrics)
-    for note in metrics["notes"]:
-        print(f"note: {note}")
-    print(f"report: {Path(args.out) / 'index.html'}")
-    return 0
-
-
-def _flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{"section.key": value}``."""
-    if not isinstance(settings, dict):
-        return {prefix: settings}
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        out.update(
-            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
-        )
-    return out
-
-
-def _train_overrides(args: argparse.Namespace, steps: int | None) -> list[str]:
-    """The ``--set`` overrides that train's own options stand for."""
-    overrides = list(args.set or [])
-    if args.preset:
-        overrides.append(f"preset={args.preset}")
-    if steps is not None:
-        overrides.append(f"train.steps={steps}")
-    if args.batch_size is not None:
-        overrides.append(f"train.batch_size={args.batch_size}")
-    return overrides
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    import json
-
-    import torch
-    import yaml
-
-    from caloforge.config import RunConfig, config_to_dict, load_config
-    from caloforge.data.datasets import load_training_set
-    from caloforge.diffusion.loss import EDMLoss
-    from caloforge.fastsim import FastSimModel
-    from caloforge.train import distributed
-    from caloforge.train.checkpoint import latest_checkpoint, write_json_atomic, write_text_atomic
-    from caloforge.train.loop import train
-
-    out = Path(args.out)
-    resolved = out / "config.yaml"
-    dist = distributed.setup()
-    try:
-        if latest_checkpoint(out / "checkpoints") is not None or resolved.exists():
-            if not args.resume:
-                raise SpecError(
-                    f"{out} already holds a run; pass --resume to continue it or choose another --out"
-                )
-            config = load_config(RunConfig, resolved, [])  # a resumed run keeps its settings
-            try:
-                recorded = json.loads((out / "run.json").read_text())
-            except (OSError, ValueError):
-                recorded = None  # killed before the first write: nothing to compare with
-            if recorded is not None and [str(Path(p)) for p in args.data] != recorded["data"]:
-                raise SpecError(f"--data differs from the files the run in {out} was started with")
-            if recorded is not None and args.limit != recorded.get("limit"):
-                raise SpecError(f"--limit differs from the run in {out} ({recorded.get('limit')})")
-            overrides = _train_overrides(args, None)
-            if args.config or overrides:
-                # the settings given explicitly (in --config or as options) must be the run's
-                requested = _flatten(config_to_dict(load_config(RunConfig, args.config, overrides)))
-                given = {o.split("=", 1)[0].strip() for o in overrides}
-                if args.config:  # readable: load_config has read it
-                    given |= set(_flatten(yaml.safe_load(Path(args.config).read_text()) or {}))
-                saved = _flatten(config_to_dict(config))
-                differ = sorted(
-                    k for k in given - {"train.steps"} if requested.get(k) != saved.get(k)
-                )
-                if differ:
-                    raise SpecError(
-                        f"{', '.join(differ)} differ from the run in {out} ({resolved}); "
-                        "a resumed run keeps its settings, only --steps may change"
-                    )
-            if args.steps is not None and args.steps != config.train.steps:
-                config = load_config(RunConfig, resolved, [f"train.steps={args.steps}"])
-        else:
-            config = load_config(RunConfig, args.config, _train_overrides(args, args.steps))
-        dist.barrier()  # every process has looked at --out before the main one writes there
-        data = load_training_set(
-            list(args.data),
-            val_fraction=config.train.val_fraction,
-            seed=config.train.seed,
-            limit=args.limit,
-        )
-        torch.manual_seed(config.train.seed)  # the same initial weights on every process
-        model = FastSimModel.build(
-            config.preset,
-            dict(config.model),
-            data.preprocessing,
-            data.sigma_data,
-            {
-                "detectors": data.detectors,
-                "particle": data.particle,
-                "calibrated": data.calibrated,
-                "diffusion": config_to_dict(config.diffusion),
-                "training": {"files": data.files, "steps": config.train.steps},
-            },
-        )
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(resolved, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-            write_json_atomic(
-                out / "run.json",
-                {
-                    "data": [str(Path(p)) for p in args.data],
-                    "limit": args.limit,
-                    "files": data.files,
-                },
-            )
-        dist.barrier()
-        loss = EDMLoss(
-            sigma_data=data.sigma_data, P_mean=config.diffusion.p_mean, P_std=config.diffusion.p_std
-        )
-
-        def export(ema: torch.nn.Module, step: int) -> None:
-            exported = FastSimModel(ema, model.preprocessing, {**model.meta})  # type: ignore[arg-type]
-            exported.meta["training"] = {**model.meta["training"], "completed_steps": step}
-            exported.save(out)
-
-        train(
-            model.net,
-            loss,
-            data.x,
-            data.cond,
-            data.val_x,
-            data.val_cond,
-            config.train,
-            out,
-            p_mean=config.diffusion.p_mean,
-            p_std=config.diffusion.p_std,
-            dist=dist,
-            on_checkpoint=export,
-            progress=not args.no_progress,
-        )
-        # leave together: a process tearing its connections down while a peer still uses
-        # them makes gloo abort that peer
-        dist.barrier()
-    finally:
-        dist.close()
-    if dist.is_main:
-        print(
-            f"trained {config.train.steps} steps; model in {out} (caloforge sample --model {out})"
-        )
-    return 0
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from caloforge import __version__
-    from caloforge.data.io import ShowerWriter
-    from caloforge.fastsim import load_model, shower_seeds
-    from caloforge.simulate.primaries import (
-        PrimarySpec,
-        draw_conditions,
-        parse_particle,
-        parse_spec,
-    )
-    from caloforge.simulate.runner import check_output
-
-    out = Path(args.out)
-    check_output(out, overwrite=args.overwrite)
-    if args.n < 1:
-        raise SpecError(f"-n must be >= 1, got {args.n}")
-    primary = PrimarySpec(
-        parse_particle(args.particle),
-        parse_spec(args.energy, "energy"),
-        parse_spec(args.theta, "theta"),
-        parse_spec(args.phi, "phi"),
-    )
-    model = load_model(args.model)
-    if primary.particle != model.meta.get("particle"):
-        raise SpecError(
-            f"the model was trained on {model.meta.get('particle')} showers, not {primary.particle}"
-        )
-    drawn = draw_conditions(primary, args.seed, range(args.n))
-    energies = np.array([c.energy_mev for c in drawn])
-    theta = np.array([c.theta for c in drawn])
-    phi = np.array([c.phi for c in drawn])
-    detector = model.detectors.get(args.detector)
-    if detector is None:
-        model.preprocessing.conditions.slot(args.detector)  # raises the clear error
-    churn = {
-        name: value
-        for name, value in (
-            ("S_churn", args.s_churn),
-            ("S_tmin", args.s_tmin),
-            ("S_tmax", args.s_tmax),
-            ("S_noise", args.s_noise),
-        )
-        if value is not None
-    }
-    from tqdm import tqdm
-
-    with tqdm(total=args.n, unit="shower", disable=args.no_progress) as bar:
-        showers = model.generate(
-            energies,
-            theta,
-            phi,
-            args.detector,
-            shower_seeds(args.seed, range(args.n)),
-            steps=args.steps,
-            sampler=args.sampler,
-            churn=churn,
-            batch_size=args.batch_size,
-            allow_extrapolation=args.allow_extrapolation,
-            on_batch=bar.update,
-        )
-    sampler = model.diffusion.sampler if args.sampler is None else args.sampler
-    attrs = {
-        **(detector or {}),
-        "particle": primary.particle,
-        "energy_spec_gev": str(primary.energy),
-        "theta_spec_rad": str(primary.theta),
-        "phi_spec_rad": str(primary.phi),
-        "caloforge_version": __version__,
-        "seed": args.seed,
-        "n_showers": args.n,
-        "energy_unit": "MeV",
-        "angle_unit": "rad",
-        "calibrated": bool(model.meta.get("calibrated", False)),
-        "content": "generated by a caloforge model: energy in the active material (raw), as the "
-        "Geant4 files it was trained on",
-        "generator": {
-            "model": str(args.model),
-            "preset": model.meta.get("preset"),
-            "sampler": sampler,
-            "steps": model.diffusion.steps if args.steps is None else args.steps,
-            **({**model.diffusion.churn, **churn} if sampler == "heun-stochastic" else {}),
-        },
-    }
-    with ShowerWriter(out, args.n, showers.shape[1], attrs) as writer:
-        writer.write(energies, showers, theta, phi)
-    print(f"wrote {args.n} showers to {out}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from tqdm import tqdm
-
-    from caloforge.config import EvaluationConfig
-    from caloforge.demo import run_demo
-    from caloforge.evaluate.report import tqdm_progress
-
-    config = EvaluationConfig()
-    config = replace(config, classifier=replace(config.classifier, repeats=args.classifier_repeats))
-    with tqdm(unit="shower", desc="sampling", disable=args.no_progress) as bar:
-        metrics = run_demo(
-            args.out,
-            model=args.model,
-            config=config,
-            overwrite=args.overwrite,
-            on_batch=bar.update,
-            progress=None if args.no_progress else tqdm_progress,
-        )
-    for note in metrics["notes"]:
-        if note.startswith("model card"):
-            print(note)
-    _print_headline(metrics)
-    print(f"report: {Path(args.out) / 'report' / 'index.html'}")
-    return 0
-
-
-def _print_headline(metrics: dict[str, Any]) -> None:
-    """The headline numbers of an evaluation beside its Geant4 baseline."""
-    from caloforge.evaluate.metrics import format_value
-
-    baseline = metrics.get("baseline", {})
-    print(f"{'':<24}{'generated vs Geant4':<24}Geant4 vs Geant4")
-    for key, scale in (
-        ("auc_low", 1.0),
-        ("auc_high", 1.0),
-        ("jsd_low", 1.0),
-        ("jsd_high", 1.0),
-        ("fpd", 1e3),
-        ("kpd", 1e3),
-    ):
-        if key in metrics or key in ("fpd", "kpd"):
-            label = key + (" x1e3" if scale != 1 else "")
-            print(
-                f"  {label:<22}{format_value(metrics.get(key), scale):<24}"
-                f"{format_value(baseline.get(key), scale)}"
-            )
-    sep, sep_base = metrics["separation_power"], baseline.get("separation_power", {})
-    base = f"{sep_base['e_ratio']:.4g}" if sep_base else "-"
-    print(f"  {'sep. power E_ratio':<22}{sep['e_ratio']:<24.4g}{base}")
-    summary = metrics["separation_power_summary"]
-    base_summary = baseline.get("separation_power_summary")
-    base = f"{base_summary['mean']:.4g}" if base_summary else "-"
-    print(f"  {'sep. power, mean':<22}{summary['mean']:<24.4g}{base}")
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults in --help, except for required options and flags."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.required or action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error convention: one line, exit code 1."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(1, f"caloforge: error: {self.prog.removeprefix('caloforge ')}: {message}\n")
-
-
-def _add_shower_spec(p: argparse.ArgumentParser) -> None:
-    """The options that say which showers to make (shared by simulate and sample)."""
-    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+")
-    p.add_argument(
-        "--energy", required=True, help="GeV: 50, A:B (uniform), log:A:B or 10,50,100 (one of)"
-    )
-    p.add_argument("--theta", default=SIMULATION.theta, help="rad: fixed, A:B or log:A:B")
-    p.add_argument("--phi", default=SIMULATION.phi, help="rad, taken modulo 2 pi: fixed or A:B")
-    p.add_argument("-n", type=int, required=True, help="number of showers")
-    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="caloforge", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
-    sub = parser.add_subparsers(dest="command", required=True)
-    formatter = _HelpFormatter
-
-    p = sub.add_parser(
-        "detectors",
-        formatter_class=formatter,
-        help="list the built-in detectors and their properties",
-    )
-    p.add_argument("--detector", action="append", help="only this detector (name or YAML file)")
-    p.add_argument(
-        "--yaml", metavar="NAME", help="print a detector's YAML (a template for your own)"
-    )
-    p.set_defaults(func=cmd_detectors)
-
+def _add_calibrate(sub: Any) -> None:
+    """The ``calibrate`` command's options."""
     energies = ",".join(f"{e:g}" for e in CALIBRATION.energies_gev)
     p = sub.add_parser(
         "calibrate",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="measure a detector's sampling fraction with Geant4",
     )
     p.add_argument("--detector", required=True, help="built-in name or YAML file")
@@ -554,8 +156,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_calibrate)
 
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from caloforge.simulate.runner import simulate_file
+
+    simulate_file(
+        args.detector,
+        _primary(args),
+        args.n,
+        args.out,
+        seed=args.seed,
+        cut_mm=args.cut,
+        cells=args.cells,
+        chunk_size=args.chunk_size,
+        workers=args.workers,
+        allow_out_of_range=args.allow_out_of_range,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+    )
+    print(f"wrote {args.n} showers to {args.out}")
+    return 0
+
+
+def _add_simulate(sub: Any) -> None:
+    """The ``simulate`` command's options."""
     p = sub.add_parser(
-        "simulate", formatter_class=formatter, help="simulate Geant4 showers into an HDF5 file"
+        "simulate", formatter_class=_HelpFormatter, help="simulate Geant4 showers into an HDF5 file"
     )
     p.add_argument(
         "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
@@ -594,25 +220,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from caloforge.data.inspect import format_report, inspect_file
+
+    report = inspect_file(args.file, dataset=args.dataset, binning_xml=args.binning)
+    print(format_report(report))
+    return 0 if report.valid else 1
+
+
+def _add_inspect(sub: Any) -> None:
+    """The ``inspect`` command's options."""
     p = sub.add_parser(
-        "inspect", formatter_class=formatter, help="summarise and validate a shower file"
+        "inspect", formatter_class=_HelpFormatter, help="summarise and validate a shower file"
     )
     p.add_argument("file")
     p.add_argument(
         "--calochallenge",
+        dest="dataset",
+        choices=["1-photons", "1-pions", "2", "3"],
+        action=_Deprecated,
+        new="--dataset",
+        help=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--dataset",
         choices=["1-photons", "1-pions", "2", "3"],
         help="read as a CaloChallenge dataset (default: detect)",
     )
     p.add_argument("--binning", help="CaloChallenge binning XML to read the file with")
     p.set_defaults(func=cmd_inspect)
 
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from caloforge.data.contract import THRESHOLD_DATASETS_2_3_MEV
+    from caloforge.data.export import export_calochallenge
+
+    if (args.input is None) == (args.input_deprecated is None):
+        raise SpecError("give one input file: caloforge export IN --out OUT")
+    threshold_mev = (
+        THRESHOLD_DATASETS_2_3_MEV if args.threshold_kev is None else args.threshold_kev / 1000.0
+    )
+    n = export_calochallenge(
+        args.input or args.input_deprecated,
+        args.out,
+        threshold_mev=threshold_mev,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {n} calibrated showers to {args.out}")
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    """The ``export`` command's options."""
     p = sub.add_parser(
         "export",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="write a calibrated copy for the CaloChallenge evaluation",
     )
+    p.add_argument("input", nargs="?", metavar="IN", help="raw caloforge shower file")
     p.add_argument(
-        "--calochallenge", dest="input", required=True, metavar="IN", help="caloforge shower file"
+        "--calochallenge",
+        dest="input_deprecated",
+        metavar="IN",
+        action=_Deprecated,
+        new="the input file as the first argument: caloforge export IN --out OUT",
+        help=argparse.SUPPRESS,
     )
     p.add_argument("--out", required=True)
     p.add_argument(
@@ -624,9 +297,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from caloforge.config import PUBLISHED_CLASSIFIER, ClassifierConfig, EvaluationConfig
+    from caloforge.evaluate.report import evaluate, tqdm_progress
+
+    classifier = PUBLISHED_CLASSIFIER if args.classifier == "published" else ClassifierConfig()
+    if args.classifier_repeats is not None:
+        classifier = replace(classifier, repeats=args.classifier_repeats)
+    if args.classifier_epochs is not None:
+        classifier = replace(classifier, epochs=args.classifier_epochs)
+    config = EvaluationConfig(
+        threshold_mev=None if args.threshold_kev is None else args.threshold_kev / 1000.0,
+        classifier=classifier,
+        low_level=not args.no_low_level,
+        seed=args.seed,
+        limit=args.limit,
+        plots=not args.no_plots,
+    )
+    result = evaluate(
+        args.reference,
+        args.generated,
+        args.out,
+        config,
+        binning_xml=args.binning,
+        overwrite=args.overwrite,
+        progress=None if args.no_progress else tqdm_progress,
+    )
+    print(result.table())
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"report: {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def _add_evaluate(sub: Any) -> None:
+    """The ``evaluate`` command's options."""
     p = sub.add_parser(
         "evaluate",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="compare generated showers with a Geant4 reference (CaloChallenge metrics)",
     )
     p.add_argument(
@@ -639,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binning", help="binning XML of CaloChallenge-layout files (default: detect)")
     p.add_argument(
         "--threshold",
+        dest="threshold_kev",
+        type=float,
+        action=_Deprecated,
+        new="--threshold-kev",
+        help=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--threshold-kev",
         type=float,
         help="voxel threshold in keV (default: 0.5 raw, 15.15 calibrated, 1000 dataset 1)",
     )
@@ -658,9 +377,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides that train's own options stand for."""
+    overrides = list(args.set or [])
+    if args.preset:
+        overrides.append(f"preset={args.preset}")
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from caloforge.fastsim.fit import fit
+
+    result = fit(
+        args.out,
+        args.data,
+        config_path=args.config,
+        overrides=_train_overrides(args),
+        steps=args.steps,
+        resume=args.resume,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    if result.is_main:
+        print(
+            f"trained {result.steps} steps; model in {args.out} (caloforge sample --model {args.out})"
+        )
+    return 0
+
+
+def _add_train(sub: Any) -> None:
+    """The ``train`` command's options."""
     p = sub.add_parser(
         "train",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="train a diffusion model on shower files (torchrun for several processes)",
     )
     p.add_argument("--data", nargs="+", required=True, help="caloforge shower files")
@@ -675,13 +427,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+
+def _primary(args: argparse.Namespace) -> PrimarySpec:
+    return PrimarySpec(
+        parse_particle(args.particle),
+        parse_spec(args.energy, "energy"),
+        parse_spec(args.theta, "theta"),
+        parse_spec(args.phi, "phi"),
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from caloforge.fastsim.sampling import Conditions, SamplerSettings, sample_to_file
+
+    primary = _primary(args)
+    churn = {
+        name: value
+        for name, value in (
+            ("S_churn", args.s_churn),
+            ("S_tmin", args.s_tmin),
+            ("S_tmax", args.s_tmax),
+            ("S_noise", args.s_noise),
+        )
+        if value is not None
+    }
+    settings = SamplerSettings(args.sampler, args.sampler_steps, churn, args.batch_size)
+    with tqdm(total=args.n, unit="shower", disable=args.no_progress) as bar:
+        sample_to_file(
+            args.model,
+            args.out,
+            Conditions.draw(primary, args.n, args.seed),
+            args.detector,
+            particle=primary.particle,
+            seed=args.seed,
+            settings=settings,
+            allow_extrapolation=args.allow_extrapolation,
+            overwrite=args.overwrite,
+            on_batch=bar.update,
+        )
+    print(f"wrote {args.n} showers to {args.out}")
+    return 0
+
+
+def _add_sample(sub: Any) -> None:
+    """The ``sample`` command's options."""
     p = sub.add_parser(
-        "sample", formatter_class=formatter, help="generate showers with a trained model"
+        "sample", formatter_class=_HelpFormatter, help="generate showers with a trained model"
     )
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
     p.add_argument("--detector", required=True, help="a detector the model was trained on")
     _add_shower_spec(p)
-    p.add_argument("--steps", type=int, help="sampler steps (default: the model's, 32)")
+    p.add_argument("--sampler-steps", type=int, help="sampler steps (default: the model's, 32)")
+    p.add_argument(
+        "--steps",
+        dest="sampler_steps",
+        type=int,
+        action=_Deprecated,
+        new="--sampler-steps (--steps is train's optimiser steps)",
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--sampler", help="heun-stochastic, heun or euler (default: the model's)")
     for name, what in (
         ("churn", "S_churn: stochasticity, 0 = deterministic Heun"),
@@ -701,9 +507,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from caloforge.config import EvaluationConfig
+    from caloforge.evaluate.report import tqdm_progress
+    from caloforge.fastsim.demo import run_demo
+
+    config = EvaluationConfig()
+    config = replace(config, classifier=replace(config.classifier, repeats=args.classifier_repeats))
+    with tqdm(unit="shower", desc="sampling", disable=args.no_progress) as bar:
+        result = run_demo(
+            args.out,
+            model=args.model,
+            config=config,
+            overwrite=args.overwrite,
+            on_batch=bar.update,
+            progress=None if args.no_progress else tqdm_progress,
+        )
+    for note in result.notes:
+        if note.startswith("model card"):
+            print(note)
+    print(result.table())
+    print(f"report: {Path(args.out) / 'report' / 'index.html'}")
+    return 0
+
+
+def _add_demo(sub: Any) -> None:
+    """The ``demo`` command's options."""
     p = sub.add_parser(
         "demo",
-        formatter_class=formatter,
+        formatter_class=_HelpFormatter,
         help="sample the shipped model and compare it with shipped Geant4 showers",
     )
     p.add_argument("--out", required=True, help="folder for the generated file and the report")
@@ -712,7 +549,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="caloforge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"caloforge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_detectors,
+        _add_calibrate,
+        _add_simulate,
+        _add_inspect,
+        _add_export,
+        _add_evaluate,
+        _add_train,
+        _add_sample,
+        _add_demo,
+    ):
+        add(sub)
+    for command in sub.choices.values():  # each command's flags, to name them in errors
+        command.set_defaults(
+            flags={
+                action.dest: max(action.option_strings, key=len)
+                for action in command._actions
+                if action.option_strings and action.help != argparse.SUPPRESS
+            }
+        )
     return parser
+
+
+# library settings named differently on the command line (the rest map by name: chunk_size ->
+# --chunk-size, classifier.repeats -> --classifier-repeats)
+_OPTION_OF = {"threshold_mev": "threshold_kev"}
+
+
+def _message(exc: CaloforgeError, flags: dict[str, str]) -> str:
+    """A library error in the words of the command line: its settings named by their flags.
+
+    Args:
+        exc: the error.
+        flags: the command's options, dest -> flag (``chunk_size`` -> ``--chunk-size``).
+    """
+
+    def flag(name: str) -> str:
+        dest = name.replace(".", "_")
+        return flags.get(_OPTION_OF.get(dest, dest), name)
+
+    text = exc.detail if exc.subject is None else f"{flag(exc.subject)} {exc.detail}"
+    if exc.override is not None:
+        text += f"; pass {flag(exc.override)} to {exc.action}"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -722,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CaloforgeError as exc:
-        print(f"caloforge: error: {exc}", file=sys.stderr)
+        print(f"caloforge: error: {_message(exc, args.flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("caloforge: interrupted; run the same command again to resume", file=sys.stderr)

@@ -22,6 +22,16 @@ import yaml
 from caloforge.errors import SpecError
 
 
+def _require(settings: Any, section: str, **checks: bool) -> None:
+    """Raise SpecError naming the first setting of ``section`` whose check failed."""
+    for name, ok in checks.items():
+        if not ok:
+            raise SpecError(
+                f"= {getattr(settings, name)!r} is out of range",
+                subject=f"{section}.{name}" if section else name,
+            )
+
+
 @dataclass(frozen=True)
 class SimulationDefaults:
     """``caloforge simulate`` and the Geant4 application."""
@@ -61,6 +71,18 @@ class ClassifierConfig:
     float64: bool = False  # CaloChallenge trains in float64
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / test / validation
 
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "classifier",
+            hidden=self.hidden >= 1,
+            hidden_layers=self.hidden_layers >= 1,
+            epochs=self.epochs >= 1,
+            batch_size=self.batch_size >= 1,
+            lr=self.lr > 0,
+            repeats=self.repeats >= 1,
+        )
+
     def describe(self) -> str:
         """One line for the report."""
         dtype = "float64" if self.float64 else "float32"
@@ -91,16 +113,23 @@ class EvaluationConfig:
     n_anomalies: int = 6  # most anomalous generated showers drawn
     plots: bool = True  # draw the PNGs (metrics.json and index.html are always written)
 
+    def __post_init__(self) -> None:
+        if self.threshold_mev is not None and not 0 <= self.threshold_mev < math.inf:
+            raise SpecError(
+                f"must be a finite energy >= 0, got {self.threshold_mev * 1e3:g} keV",
+                subject="threshold_mev",
+            )
+        _require(
+            self,
+            "",
+            limit=self.limit is None or self.limit >= 1,
+            n_boot=self.n_boot >= 1,
+            theta_bins=self.theta_bins >= 1,
+        )
+
 
 SIMULATION = SimulationDefaults()
 CALIBRATION = CalibrationDefaults()
-
-
-def _require(settings: Any, section: str, **checks: bool) -> None:
-    """Raise SpecError naming the first setting of ``section`` whose check failed."""
-    for name, ok in checks.items():
-        if not ok:
-            raise SpecError(f"{section}.{name} = {getattr(settings, name)!r} is out of range")
 
 
 @dataclass(frozen=True)
@@ -268,7 +297,7 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for key in parents:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise SpecError(f"--set {dotted}: {key} is not a section")
+            raise SpecError(f"{dotted}: {key} is not a section", subject="set")
     node[leaf] = value
 
 
@@ -297,7 +326,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise SpecError(f"--set {item!r}: expected section.key=value")
+            raise SpecError(f"{item!r}: expected section.key=value", subject="set")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:

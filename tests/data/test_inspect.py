@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 
 from caloforge.cli import main
-from caloforge.data.inspect import (
-    THRESHOLD_DATASET_1_MEV,
-    THRESHOLD_DATASETS_2_3_MEV,
-    format_report,
-    inspect_file,
-)
+from caloforge.data.contract import THRESHOLD_DATASET_1_MEV, THRESHOLD_DATASETS_2_3_MEV
+from caloforge.data.inspect import format_report, inspect_file
 from caloforge.errors import DataError
 from caloforge.geometry.mesh import MeshSpec
 
@@ -139,7 +135,7 @@ def test_calochallenge_file_is_detected(tmp_path, n_voxels, dataset, threshold):
 
 def test_unknown_voxel_count_needs_a_binning(tmp_path):
     path = _write_plain(tmp_path / "x.h5", np.ones((2, 1)) * 1e3, np.ones((2, 100)))
-    with pytest.raises(DataError, match=r"100 voxels.*--binning.*--calochallenge"):
+    with pytest.raises(DataError, match=r"100 voxels.*binning XML.*CaloChallenge dataset"):
         inspect_file(path)
     xml = tmp_path / "b.xml"
     xml.write_text(
@@ -325,9 +321,9 @@ def test_cli_inspect_valid_invalid_and_error(tmp_path, make_caloforge_file, caps
 
 def test_cli_inspect_with_dataset_option(tmp_path, capsys):
     path = _write_plain(tmp_path / "x.h5", np.ones((2, 1)) * 1e3, np.ones((2, 368)))
-    assert main(["inspect", str(path), "--calochallenge", "1-photons"]) == 0
+    assert main(["inspect", str(path), "--dataset", "1-photons"]) == 0
     assert "calochallenge-1-photons" in capsys.readouterr().out
-    assert main(["inspect", str(path), "--calochallenge", "2"]) == 1
+    assert main(["inspect", str(path), "--dataset", "2"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("caloforge: error: ")
     assert "looks like dataset 1-photons" in err

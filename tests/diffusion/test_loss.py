@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from caloforge.config import DiffusionConfig
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.diffusion.precond import EDMPrecond
 
@@ -158,7 +159,20 @@ def test_explicit_sigma_and_noise_equal_drawn_ones() -> None:
     drawn = loss(lambda x_, s, c: net(x_) * 0.5, x, None, generator=generator)
     generator = torch.Generator().manual_seed(4)
     n = torch.randn(5, generator=generator)
-    sigma = (loss.P_mean + loss.P_std * n).exp()
+    sigma = loss.noise_levels(n)
     noise = torch.randn(x.shape, generator=generator)
     given = loss(lambda x_, s, c: net(x_) * 0.5, x, None, sigma=sigma, noise=noise)
     torch.testing.assert_close(drawn, given)
+
+
+def test_noise_density_defaults_are_the_configs() -> None:
+    """One home for the training noise: the loss's defaults are DiffusionConfig's."""
+    config = DiffusionConfig()
+    loss = EDMLoss(sigma_data=1.0)
+    assert (loss.P_mean, loss.P_std) == (config.p_mean, config.p_std)
+    assert EDMLoss.from_config(1.0, DiffusionConfig(p_mean=0.3, p_std=0.5)).P_mean == 0.3
+    # ln sigma of the drawn levels is N(P_mean, P_std^2)
+    ln_sigma = loss.noise_levels(torch.randn(200_000, generator=torch.Generator().manual_seed(0)))
+    ln_sigma = ln_sigma.log()
+    assert abs(float(ln_sigma.mean()) - config.p_mean) < 0.01
+    assert abs(float(ln_sigma.std()) - config.p_std) < 0.01

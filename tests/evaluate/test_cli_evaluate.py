@@ -54,7 +54,7 @@ def test_report_on_two_geant4_like_files(
         capsys, "--reference", ref, "--generated", gen, "--out", out, *WITH_PLOTS
     )
     assert code == 0, stderr
-    assert "auc_high" in stdout
+    assert "classifier AUC, high level" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("auc_low", "auc_high", "fpd", "kpd"):
         assert set(metrics[key]) == {"value", "error"}

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.geometry.detectors import load_detector
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.calibrate import measure_sampling_fraction
 from caloforge.simulate.emphysics import check_symbols
 from caloforge.simulate.materials import detector_properties, material_properties
-from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.simulate.process import run_in_geant4_process, simulate_showers
 
 pytestmark = pytest.mark.geant4

@@ -76,7 +76,7 @@ def test_trained_calodit_follows_its_conditions(tmp_path: Path) -> None:
         checkpoint_every=800,
         log_every=800,
     )
-    loss = EDMLoss(sigma_data=sigma_data, P_mean=diffusion.p_mean, P_std=diffusion.p_std)
+    loss = EDMLoss.from_config(sigma_data, diffusion)
     model = train(
         net,
         loss,
@@ -86,8 +86,6 @@ def test_trained_calodit_follows_its_conditions(tmp_path: Path) -> None:
         val_cond,
         config,
         tmp_path,
-        p_mean=diffusion.p_mean,
-        p_std=diffusion.p_std,
         dist=Distributed(),
         progress=False,
     )

@@ -36,11 +36,26 @@ class Tiny(nn.Module):
         return self.net(flat).reshape(x.shape)
 
 
-def loss_fn(
-    net: nn.Module, x: torch.Tensor, cond: torch.Tensor, *, sigma: torch.Tensor, noise: torch.Tensor
-) -> torch.Tensor:
-    sigma_b = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-    return ((net(x + sigma_b * noise, sigma, cond) - x) ** 2).flatten(1).mean(dim=1)
+class _Loss:
+    """A plain denoising loss with EDM's image noise density (ln sigma ~ N(-1.2, 1.2^2))."""
+
+    def __call__(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        *,
+        sigma: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        sigma_b = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+        return ((net(x + sigma_b * noise, sigma, cond) - x) ** 2).flatten(1).mean(dim=1)
+
+    def noise_levels(self, normal: torch.Tensor) -> torch.Tensor:
+        return (-1.2 + 1.2 * normal).exp()
+
+
+loss_fn = _Loss()
 
 
 def _data(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +90,6 @@ def _train(run_dir: Path, config: TrainConfig = CONFIG, **kwargs) -> nn.Module: 
         cond[32:],
         config,
         run_dir,
-        p_mean=-1.2,
-        p_std=1.2,
         dist=kwargs.pop("dist", Distributed()),
         progress=False,
         **kwargs,

@@ -16,28 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from caloforge.data.contract import DETECTOR_ATTRS, FORMAT_NAME, is_calibrated
 from caloforge.data.readers import PathLike, read_showers
 from caloforge.data.showers import ShowerData
+from caloforge.data.specs import parse_spec
 from caloforge.data.transforms import ConditionTransform, Preprocessing, ShowerTransform
 from caloforge.errors import DataError, SpecError
 
 log = logging.getLogger(__name__)
-
-# File attributes that describe a detector; copied into the model so that sampling writes
-# files like `simulate` without rebuilding the detector in Geant4.
-_DETECTOR_ATTRS = (
-    "detector_name",
-    "detector",
-    "detector_x0_mm",
-    "detector_moliere_radius_mm",
-    "sampling_fraction",
-    "sampling_fraction_error",
-    "sampling_fraction_source",
-    "mesh",
-    "physics_list",
-    "production_cut_mm",
-    "geant4_version",
-)
 
 
 @dataclass(frozen=True)
@@ -72,8 +58,6 @@ def _spec_range(
     attrs: dict[str, Any], key: str, values: np.ndarray, scale: float
 ) -> tuple[float, float]:
     """(low, high) of a simulation spec attribute such as ``log:1:100``, else of the data."""
-    from caloforge.simulate.primaries import parse_spec
-
     text = attrs.get(key)
     if isinstance(text, str):
         try:
@@ -86,7 +70,7 @@ def _spec_range(
 
 def _read(path: PathLike, limit: int | None) -> ShowerData:
     data = read_showers(path, stop=limit)
-    if data.attrs.get("format") != "caloforge-showers":
+    if data.attrs.get("format") != FORMAT_NAME:
         raise DataError(f"{path} is not a caloforge shower file (train on files from `simulate`)")
     if data.theta is None or data.phi is None:
         raise DataError(f"{path} stores no incident angles")
@@ -135,7 +119,7 @@ def load_training_set(
     detectors: dict[str, dict[str, Any]] = {}
     for data in datas:
         name = str(data.attrs.get("detector_name", "unknown"))
-        detectors.setdefault(name, {k: data.attrs[k] for k in _DETECTOR_ATTRS if k in data.attrs})
+        detectors.setdefault(name, {k: data.attrs[k] for k in DETECTOR_ATTRS if k in data.attrs})
     names = tuple(detectors)
 
     e_ranges = [_spec_range(d.attrs, "energy_spec_gev", d.energies, 1e3) for d in datas]
@@ -203,7 +187,7 @@ def load_training_set(
         preprocessing=preprocessing,
         detectors=detectors,
         particle=str(first.attrs.get("particle", "unknown")),
-        calibrated=bool(first.attrs.get("calibrated", False)),
+        calibrated=is_calibrated(first.attrs, caloforge_file=True),
         sigma_data=float(x.std()),
         files=files,
     )

@@ -17,9 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.data.inspect import THRESHOLD_DATASETS_2_3_MEV, file_sampling_fraction
-from caloforge.data.io import (
+from caloforge.atomic import check_output
+from caloforge.data.contract import (
     FORMAT_NAME,
+    THRESHOLD_DATASETS_2_3_MEV,
+    file_sampling_fraction,
+)
+from caloforge.data.io import (
     ShowerWriter,
     check_layout,
     decode_attrs,
@@ -148,17 +152,14 @@ def export_calochallenge(
     if sampling_fraction is None:
         raise DataError(
             f"{src} has no valid sampling fraction (attribute sampling_fraction="
-            f"{attrs.get('sampling_fraction')!r}); measure it with `caloforge calibrate`"
+            f"{attrs.get('sampling_fraction')!r}); measure the detector's sampling fraction"
         )
     if n == 0:
         raise DataError(f"{src} holds no showers")
     geometry = _calochallenge_geometry(src, attrs)
     if out.exists() and out.resolve() == src.resolve():
         raise OutputError(f"{out} is the input file; choose another output")
-    if out.is_dir():
-        raise OutputError(f"{out} is a directory")
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+    check_output(out, overwrite=overwrite)
 
     source = attrs.get("sampling_fraction_source") or "source unknown"
     out_attrs = {

@@ -21,19 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.data.io import KEYS, iter_chunks
+from caloforge.data.contract import (
+    KEYS,
+    THRESHOLD_DATASET_1_MEV,
+    THRESHOLD_DATASETS_2_3_MEV,
+    file_sampling_fraction,
+)
+from caloforge.data.io import iter_chunks
 from caloforge.data.readers import describe_file
 from caloforge.errors import SpecError
 from caloforge.geometry.binning import Binning
 
 log = logging.getLogger(__name__)
-
-# CaloChallenge voxel thresholds on calibrated energies (MeV): the 0.5 keV read-out threshold
-# divided by the sampling fraction 0.033 for datasets 2/3 (code/evaluate.py), 1 MeV for dataset 1.
-THRESHOLD_DATASETS_2_3_MEV = 0.5e-3 / 0.033  # THRESHOLD_RAW_MEV / the 0.033 calibration
-THRESHOLD_DATASET_1_MEV = 1.0
-THRESHOLD_RAW_MEV = 0.5e-3
-"""Voxel threshold on raw active-material energies: the 0.5 keV read-out threshold."""
 _DATASET_PARTICLE = {"1-photons": "gamma", "1-pions": "pi+", "2": "e-", "3": "e-"}
 
 
@@ -88,14 +87,6 @@ class Report:
     def valid(self) -> bool:
         """Whether no problem was found."""
         return not self.problems
-
-
-def file_sampling_fraction(attrs: Mapping[str, Any]) -> float | None:
-    """The ``sampling_fraction`` attribute if it is a finite number > 0, else None."""
-    value = attrs.get("sampling_fraction")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _showers(count: int) -> str:

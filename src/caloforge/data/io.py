@@ -1,16 +1,14 @@
 """HDF5 shower files in the CaloChallenge layout, with caloforge metadata.
 
-Layout: ``incident_energies`` (N, 1) and ``showers`` (N, V) in MeV, plus ``incident_theta`` and
-``incident_phi`` (N, 1) in rad; gzip-compressed and chunked by showers. File attributes hold
-the metadata (detector, mesh, particle, physics, versions, seed, sampling fraction,
-calibration); nested values are stored as JSON strings. Readers stream in chunks.
+What a file holds and means is the contract of :mod:`caloforge.data.contract`; this module
+writes and reads it: datasets gzip-compressed and chunked by showers, attributes with nested
+values stored as JSON strings, readers that stream in chunks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +17,11 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
+from caloforge.atomic import atomic_file
+from caloforge.data.contract import FORMAT_NAME, FORMAT_VERSION, KEYS
 from caloforge.errors import DataError, OutputError
 
-FORMAT_NAME = "caloforge-showers"
-FORMAT_VERSION = 1
 ROWS_PER_CHUNK = 100  # HDF5 chunk height (showers)
-KEYS = ("incident_energies", "showers", "incident_theta", "incident_phi")
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,9 +52,10 @@ def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 class ShowerWriter:
     """Write a shower file of known size chunk by chunk; the file appears only when complete.
 
-    Data go to ``<path>.tmp`` (or to a file in ``tmp_dir``, which must be on the same file
-    system) and are renamed to ``path`` by :meth:`close` once every row was written, so an
-    interrupted writer never leaves a half-written output. Errors of the file system become
+    Data go to a temporary file (beside ``path``, or in ``tmp_dir``, which must be on the same
+    file system) that :meth:`close` renames to ``path`` once every row was written
+    (:func:`~caloforge.atomic.atomic_file`), so an interrupted writer never leaves a
+    half-written output. Errors of the file system become
     :class:`~caloforge.errors.OutputError`.
     """
 
@@ -71,20 +69,22 @@ class ShowerWriter:
         tmp_dir: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
-        self.tmp = (Path(tmp_dir) if tmp_dir else self.path.parent) / (self.path.name + ".tmp")
         self.n = n
         self.written = 0
         self.finished = False
+        if n < 1:
+            raise OutputError(f"{self.path}: nothing to write (no showers)")
+        self._output = contextlib.ExitStack()
+        self.tmp = self._output.enter_context(atomic_file(self.path, tmp_dir=tmp_dir))
         # Keep a few HDF5 chunks in the cache so that rows written in smaller pieces are
         # compressed once, when their chunk is complete.
-        chunk_bytes = min(ROWS_PER_CHUNK, max(n, 1)) * max(n_voxels, 1) * 4
+        chunk_bytes = min(ROWS_PER_CHUNK, n) * max(n_voxels, 1) * 4
         try:
             self.file = h5py.File(self.tmp, "w", rdcc_nbytes=max(4 * chunk_bytes, 1 << 20))
         except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            self._output.__exit__(type(exc), exc, None)
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
         try:
-            if n < 1:
-                raise OutputError(f"{self.path}: nothing to write (no showers)")
             rows = min(ROWS_PER_CHUNK, n)
             kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
             self.file.create_dataset("incident_energies", (n, 1), "f8", chunks=(rows, 1), **kw)
@@ -124,19 +124,21 @@ class ShowerWriter:
             self.file.close()
             if self.written != self.n:
                 raise OutputError(f"{self.path}: {self.written} of {self.n} showers written")
-            os.replace(self.tmp, self.path)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._output.__exit__(type(exc), exc, None)  # drops the temporary file
+            if isinstance(exc, OSError):
+                raise OutputError(f"cannot write {self.path}: {exc}") from None
+            raise
+        self._output.close()  # the rename into place
 
     def abort(self) -> None:
         """Drop the temporary file."""
         self.finished = True
+        aborted = OutputError(f"{self.path}: writing aborted")
         try:
             self.file.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._output.__exit__(OutputError, aborted, None)
 
     def __enter__(self) -> Self:
         return self

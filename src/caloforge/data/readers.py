@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.data.io import FORMAT_NAME, check_layout, decode_attrs, iter_chunks, open_h5
+from caloforge.data.contract import FORMAT_NAME
+from caloforge.data.io import check_layout, decode_attrs, iter_chunks, open_h5
 from caloforge.data.showers import ShowerData
 from caloforge.errors import DataError, SpecError
 from caloforge.geometry.binning import (
@@ -94,7 +95,7 @@ def _other_binning(
     if dataset is None:
         raise DataError(
             f"{path}: {n_voxels} voxels per shower fit no CaloChallenge dataset (368, 533, "
-            "6480 or 40500); pass a binning XML with --binning or a dataset with --calochallenge"
+            "6480 or 40500); read it with its binning XML or name its CaloChallenge dataset"
         )
     binning = calochallenge_binning(dataset)
     if binning.n_voxels != n_voxels:

@@ -178,13 +178,17 @@ class ConditionTransform:
         if energies.min() < lo * (1 - tol) or energies.max() > hi * (1 + tol):
             raise SpecError(
                 f"energies {energies.min() / 1e3:.6g}-{energies.max() / 1e3:.6g} GeV leave the "
-                f"trained range {lo / 1e3:.6g}-{hi / 1e3:.6g} GeV (--allow-extrapolation to force)"
+                f"trained range {lo / 1e3:.6g}-{hi / 1e3:.6g} GeV",
+                override="allow_extrapolation",
+                action="force it",
             )
         t_lo, t_hi = self.theta_range
         if theta.min() < t_lo - tol or theta.max() > t_hi + tol:
             raise SpecError(
                 f"theta {theta.min():.6g}-{theta.max():.6g} rad leaves the trained range "
-                f"{t_lo:.6g}-{t_hi:.6g} rad (--allow-extrapolation to force)"
+                f"{t_lo:.6g}-{t_hi:.6g} rad",
+                override="allow_extrapolation",
+                action="force it",
             )
 
     def forward(

@@ -54,10 +54,8 @@ class EDMPrecond(nn.Module):
         backbone: any module with ``forward(x, c_noise, cond) -> tensor of x's shape``, where
             ``c_noise`` has shape (B,).
         sigma_data: standard deviation of the (preprocessed) training data, measured by the
-            caller.
-        sigma_min: lowest noise level the model is meant to be sampled at. Informational: the
-            caller builds the sampling grid from it; ``forward`` accepts any ``sigma > 0``.
-        sigma_max: highest noise level the model is meant to be sampled at. Informational too.
+            caller. ``forward`` accepts any ``sigma > 0``; the sampling grid is the sampler's
+            business (:class:`~caloforge.config.DiffusionConfig`).
     """
 
     def __init__(
@@ -65,24 +63,15 @@ class EDMPrecond(nn.Module):
         backbone: nn.Module,
         *,
         sigma_data: float,
-        sigma_min: float = 0.002,
-        sigma_max: float = 80.0,
     ) -> None:
         super().__init__()
         if not (sigma_data > 0 and math.isfinite(sigma_data)):
             raise ValueError(f"sigma_data must be positive and finite, got {sigma_data}")
-        if not 0 <= sigma_min < sigma_max:
-            raise ValueError(f"need 0 <= sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.backbone = backbone
         self.sigma_data = float(sigma_data)
-        self.sigma_min = float(sigma_min)
-        self.sigma_max = float(sigma_max)
 
     def extra_repr(self) -> str:
-        return (
-            f"sigma_data={self.sigma_data:g}, sigma_min={self.sigma_min:g}, "
-            f"sigma_max={self.sigma_max:g}"
-        )
+        return f"sigma_data={self.sigma_data:g}"
 
     def scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The preconditioning coefficients at noise level ``sigma``.

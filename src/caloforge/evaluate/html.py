@@ -8,16 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from caloforge.evaluate.metrics import format_value
+from caloforge.evaluate.results import HEADLINE
 
-_HEADLINE = (  # key in metrics.json, label, how to read it
-    ("auc_low", "classifier AUC, low level (voxels)", "0.5: indistinguishable, 1: fully separable"),
-    ("auc_high", "classifier AUC, high level (features)", "0.5: indistinguishable"),
-    ("jsd_low", "classifier JSD, low level", "0: indistinguishable"),
-    ("jsd_high", "classifier JSD, high level", "0: indistinguishable"),
-    ("fpd", "FPD (x 10^3)", "0: same distribution"),
-    ("kpd", "KPD (x 10^3)", "0: same distribution"),
-)
-_SCALED = {"fpd": 1e3, "kpd": 1e3}
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -42,12 +34,18 @@ def _row(cells: list[str], header: bool = False) -> str:
 def _headline(metrics: Mapping[str, Any]) -> str:
     baseline = metrics.get("baseline", {})
     rows = [_row(["metric", "generated vs Geant4", "Geant4 vs Geant4", "reading"], header=True)]
-    for key, label, reading in _HEADLINE:
-        if key not in metrics:
+    for metric in HEADLINE:
+        if metric.key not in metrics:
             continue
-        scale = _SCALED.get(key, 1.0)
         rows.append(
-            _row([label, _number(metrics[key], scale), _number(baseline.get(key), scale), reading])
+            _row(
+                [
+                    f"{metric.label}{metric.unit}",
+                    _number(metrics[metric.key], metric.scale),
+                    _number(baseline.get(metric.key), metric.scale),
+                    metric.reading,
+                ]
+            )
         )
     sep, sep_base = metrics["separation_power"], baseline.get("separation_power", {})
     error = metrics.get("separation_power_error", {})

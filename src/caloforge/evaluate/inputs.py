@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.data.inspect import (
-    THRESHOLD_DATASET_1_MEV,
-    THRESHOLD_DATASETS_2_3_MEV,
-    THRESHOLD_RAW_MEV,
+from caloforge.data.contract import (
+    FORMAT_NAME,
+    energy_scale,
     file_sampling_fraction,
+    is_calibrated,
+    voxel_threshold,
 )
 from caloforge.data.readers import PathLike, describe_file, read_showers
 from caloforge.data.showers import ShowerData
@@ -30,7 +31,7 @@ class Sample:
     """One side of a comparison.
 
     Attributes:
-        path: the file.
+        path: the file (for showers given in memory, a label such as ``<reference>``).
         kind: ``"caloforge"``, ``"calochallenge-<dataset>"`` or ``"custom binning"``.
         data: the showers (MeV) with their conditions.
         calibrated: whether voxels hold calibrated (True) or raw active-material energies.
@@ -59,13 +60,6 @@ class Sample:
         }
 
 
-def _calibrated(kind: str, attrs: dict[str, object]) -> bool:
-    value = attrs.get("calibrated")
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    return kind != "caloforge"  # CaloChallenge-layout files hold calibrated energies
-
-
 def load_sample(
     path: PathLike, *, binning_xml: PathLike | None = None, limit: int | None = None
 ) -> Sample:
@@ -83,6 +77,32 @@ def load_sample(
     if info.n == 0:
         raise DataError(f"{path} holds no showers")
     data = read_showers(path, binning_xml=binning_xml, stop=limit)
+    return sample_from_data(data, Path(path), kind=info.kind)
+
+
+def sample_from_data(data: ShowerData, path: Path, *, kind: str | None = None) -> Sample:
+    """Check showers held in memory (or just read) and make them one side of a comparison.
+
+    Args:
+        data: the showers, with the attributes of their file (or of their maker).
+        path: their file, or a label.
+        kind: ``"caloforge"``, ``"calochallenge-<dataset>"`` or ``"custom binning"``
+            (default: from ``data.attrs``).
+
+    Raises:
+        DataError: for no showers, NaN or inf, non-positive energies.
+    """
+    if kind is None:
+        dataset = data.attrs.get("dataset")
+        kind = (
+            "caloforge"
+            if data.attrs.get("format") == FORMAT_NAME
+            else f"calochallenge-{dataset}"
+            if dataset
+            else "custom binning"
+        )
+    if len(data) == 0:
+        raise DataError(f"{path} holds no showers")
     problems = []
     if not np.isfinite(data.showers).all():
         bad = int((~np.isfinite(data.showers)).any(axis=1).sum())
@@ -96,12 +116,13 @@ def load_sample(
             problems.append(f"{int((~np.isfinite(values)).sum())} non-finite {name} values")
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems) + " (see `caloforge inspect`)")
-    detector = data.attrs.get("detector_name") if info.is_caloforge else None
+    caloforge_file = kind == "caloforge"
+    detector = data.attrs.get("detector_name") if caloforge_file else None
     return Sample(
-        Path(path),
-        info.kind,
+        path,
+        kind,
         data,
-        _calibrated(info.kind, data.attrs),
+        is_calibrated(data.attrs, caloforge_file=caloforge_file),
         detector if isinstance(detector, str) else None,
     )
 
@@ -133,14 +154,13 @@ def check_compatible(reference: Sample, generated: Sample) -> list[str]:
     if shape_ref != shape_gen:
         raise DataError(
             "the reference and the generated file have the same voxel count but different "
-            "layer structures (layers, alpha and r bins): pass the right --binning"
+            "layer structures (layers, alpha and r bins): read them with the right binning XML"
         )
-    scale = {True: "calibrated energies", False: "raw active-material energies"}
     if reference.calibrated != generated.calibrated:
         raise DataError(
-            f"the reference holds {scale[reference.calibrated]} and the generated file "
-            f"{scale[generated.calibrated]}; compare files on the same scale (a raw caloforge "
-            "file becomes calibrated with `caloforge export --calochallenge`)"
+            f"the reference holds {energy_scale(reference.calibrated)} and the generated file "
+            f"{energy_scale(generated.calibrated)}; compare files on the same scale (export a "
+            "raw caloforge file to calibrated energies first)"
         )
     # caloforge files carry the label our tools wrote; CaloChallenge-layout files are assumed
     # calibrated, so check that assumption on the data (a raw export would be ~30x off)
@@ -150,7 +170,7 @@ def check_compatible(reference: Sample, generated: Sample) -> list[str]:
     if inferred and low > 0 and high > 5 * low:  # all-empty showers are left to the metrics
         raise DataError(
             f"the two files are on different energy scales although both are labelled "
-            f"{scale[reference.calibrated]}: the median response (E_tot/E_inc, divided by the "
+            f"{energy_scale(reference.calibrated)}: the median response (E_tot/E_inc, divided by the "
             f"sampling fraction for raw files) is {ref_response:.3g} in the reference and "
             f"{gen_response:.3g} in the generated file"
         )
@@ -177,11 +197,7 @@ def default_threshold(reference: Sample) -> tuple[float, str]:
     dataset_1 = reference.kind.startswith("calochallenge-1") or any(
         layers == calochallenge_binning(name).layers for name in ("1-photons", "1-pions")
     )
-    if dataset_1:
-        return THRESHOLD_DATASET_1_MEV, "1 MeV (CaloChallenge dataset 1)"
-    if reference.calibrated:
-        return THRESHOLD_DATASETS_2_3_MEV, "15.15 keV = 0.5 keV / 0.033 (calibrated energies)"
-    return THRESHOLD_RAW_MEV, "0.5 keV (raw active-material energies)"
+    return voxel_threshold(reference.calibrated, dataset_1=dataset_1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 The run computes, on the whole files and then per condition bin, the CaloChallenge metrics of
 :mod:`caloforge.evaluate.metrics` and :mod:`caloforge.evaluate.classifier`, and the same
 metrics between two random parts of the reference (the Geant4-vs-Geant4 baseline) whenever
-the reference is large enough to split. It writes ``metrics.json``, PNG plots and
-``index.html`` into a temporary directory that replaces the output directory only at the end.
+the reference is large enough to split. :func:`evaluate` reads two files and writes
+``metrics.json``, PNG plots and ``index.html`` into a temporary directory that replaces the
+output directory only at the end; :func:`compare` takes showers held in memory. Both return a
+:class:`~caloforge.evaluate.results.Comparison`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from caloforge.atomic import atomic_directory, check_output
 from caloforge.config import EvaluationConfig
-from caloforge.errors import OutputError
+from caloforge.data.showers import ShowerData
 from caloforge.evaluate import plots, showerplots
 from caloforge.evaluate.classifier import ClassifierResult, classifier_test
 from caloforge.evaluate.features import HighLevelFeatures, apply_threshold, compute_features
@@ -36,6 +37,7 @@ from caloforge.evaluate.inputs import (
     condition_bins,
     default_threshold,
     load_sample,
+    sample_from_data,
 )
 from caloforge.evaluate.metrics import (
     MIN_DISTANCE_SAMPLES,
@@ -47,6 +49,7 @@ from caloforge.evaluate.metrics import (
     profile_separation_power,
     separation_power_error,
 )
+from caloforge.evaluate.results import Comparison
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +354,7 @@ def evaluate(
     overwrite: bool = False,
     progress: ProgressFactory | None = tqdm_progress,
     notes: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> Comparison:
     """Compare a generated shower file with a Geant4 reference and write the report.
 
     Args:
@@ -365,22 +368,87 @@ def evaluate(
         notes: lines shown first in the report (e.g. the model card's verdict).
 
     Returns:
-        The content of ``metrics.json``.
+        The comparison (its ``metrics`` are the content of ``metrics.json``).
 
     Raises:
         DataError: for files that cannot be read or compared.
         OutputError: if ``out_dir`` exists (without ``overwrite``) or cannot be written.
     """
     config = config or EvaluationConfig()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} is a file, not a report directory")
-    if out_dir.exists() and not overwrite:
-        raise OutputError(f"{out_dir} exists; pass --overwrite to replace it")
+    check_output(out_dir, overwrite=overwrite, directory=True)
     timer = _Timer()
     with timer("reading"):
         reference = load_sample(reference_path, binning_xml=binning_xml, limit=config.limit)
         generated = load_sample(generated_path, binning_xml=binning_xml, limit=config.limit)
+    return _evaluate(reference, generated, config, timer, progress, notes, out_dir, overwrite)
+
+
+def compare(
+    reference: ShowerData,
+    generated: ShowerData,
+    config: EvaluationConfig | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+    notes: Sequence[str] = (),
+) -> Comparison:
+    """Compare generated showers with Geant4 showers held in memory (no files read).
+
+    The same metrics as :func:`evaluate`, with the same checks. Without ``out_dir`` nothing is
+    written (and no plots are drawn); with it, the report is written there as by
+    :func:`evaluate`.
+
+    Args:
+        reference: the Geant4 showers, with their attributes (e.g. ``read_showers``' or a
+            sampled file's: the energy scale and detector are read from them).
+        generated: the showers to evaluate, same binning and energy scale.
+        config: what to compute; default :class:`~caloforge.config.EvaluationConfig`
+            (``limit`` keeps the first showers of each).
+        out_dir: a report directory, or None for none.
+        overwrite: replace an existing ``out_dir``.
+        progress: progress-bar factory for the classifiers, None for none.
+        notes: lines shown first in the report.
+
+    Raises:
+        DataError: for showers that cannot be compared (NaN, different binnings or scales).
+        OutputError: if ``out_dir`` exists (without ``overwrite``) or cannot be written.
+    """
+    config = config or EvaluationConfig()
+    if out_dir is not None:
+        check_output(out_dir, overwrite=overwrite, directory=True)
+    elif config.plots:
+        config = replace(config, plots=False)
+    timer = _Timer()
+    stop = config.limit
+    with timer("reading"):
+        ref_sample = sample_from_data(_first(reference, stop), Path("<reference>"))
+        gen_sample = sample_from_data(_first(generated, stop), Path("<generated>"))
+    return _evaluate(ref_sample, gen_sample, config, timer, progress, notes, out_dir, overwrite)
+
+
+def _first(data: ShowerData, n: int | None) -> ShowerData:
+    """The first ``n`` showers (all for None)."""
+    if n is None or n >= len(data):
+        return data
+    sl = slice(0, n)
+    theta = None if data.theta is None else data.theta[sl]
+    phi = None if data.phi is None else data.phi[sl]
+    return ShowerData(data.energies[sl], data.showers[sl], data.binning, theta, phi, data.attrs)
+
+
+def _evaluate(
+    reference: Sample,
+    generated: Sample,
+    config: EvaluationConfig,
+    timer: _Timer,
+    progress: ProgressFactory | None,
+    notes: Sequence[str],
+    out_dir: str | Path | None,
+    overwrite: bool,
+) -> Comparison:
+    """Every metric of two checked samples; the report written into ``out_dir`` if given."""
+    with timer("reading"):
         notes = [*notes, *check_compatible(reference, generated)]
         conditions = condition_bins(
             reference.data,
@@ -394,32 +462,23 @@ def evaluate(
     else:
         threshold, threshold_note = (
             config.threshold_mev,
-            f"{config.threshold_mev * 1e3:g} keV (--threshold)",
+            f"{config.threshold_mev * 1e3:g} keV (given)",
         )
 
-    parent = out_dir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write the report next to {out_dir}: {exc.strerror}") from None
-    try:
+    def run(work: Path | None) -> dict[str, Any]:
         metrics = _run(reference, generated, conditions, threshold, config, work, timer, progress)
         metrics.update(threshold_mev=threshold, threshold_note=threshold_note)
         metrics["notes"] = notes + metrics.pop("notes", [])
         metrics["timing_s"] = timer.seconds
-        (work / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
+        return metrics
+
+    if out_dir is None:
+        return Comparison.from_metrics(_jsonable(run(None)))
+    with atomic_directory(out_dir, overwrite=overwrite) as work:
+        metrics = _jsonable(run(work))
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_index(work / "index.html", metrics)
-        try:
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            work.rename(out_dir)
-        except OSError as exc:
-            raise OutputError(f"cannot write the report to {out_dir}: {exc}") from None
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return metrics
+    return Comparison.from_metrics(metrics)
 
 
 def _baseline_split(
@@ -448,7 +507,7 @@ def _run(
     conditions: Conditions,
     threshold: float,
     config: EvaluationConfig,
-    work: Path,
+    work: Path | None,
     timer: _Timer,
     progress: ProgressFactory | None,
 ) -> dict[str, Any]:
@@ -524,7 +583,7 @@ def _run(
             ref_train, ref_test = ref.select(~held), ref.select(held)
         summary, ref_scores, gen_scores = _anomalies(ref_train, ref_test, gen, config)
         metrics["anomalies"] = summary
-    if not config.plots:
+    if not config.plots or work is None:
         metrics["plots"] = {}
         return metrics
     with timer("plots"):

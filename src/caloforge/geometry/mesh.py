@@ -89,14 +89,14 @@ class MeshSpec:
 
 
 def parse_cells(text: str) -> tuple[int, int, int]:
-    """Parse a ``--cells`` value such as ``45x16x9`` into (n_z, n_phi, n_r)."""
+    """Parse mesh cell counts such as ``45x16x9`` into (n_z, n_phi, n_r)."""
     parts = text.lower().replace("\u00d7", "x").split("x")
     try:
         counts = tuple(int(p) for p in parts)
     except ValueError:
         counts = ()
     if len(counts) != 3 or min(counts) < 1:
-        raise SpecError(f"--cells must look like 45x16x9 (z x phi x r), got {text!r}")
+        raise SpecError(f"must look like 45x16x9 (z x phi x r), got {text!r}", subject="cells")
     return counts
 
 

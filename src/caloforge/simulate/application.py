@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from caloforge.config import SIMULATION
+from caloforge.data.specs import ShowerConditions
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, barrel_entry, deposit, direction
 from caloforge.simulate.emphysics import make_em_physics
 from caloforge.simulate.g4 import geant4
 from caloforge.simulate.materials import find_material
-from caloforge.simulate.primaries import ShowerConditions
 from caloforge.simulate.stepaccess import StepReader, read_bindings, read_direct
 
 PHYSICS_LIST = "caloforge-em (data-free EM: PEEffectFluo, KleinNishina, BetheHeitler5D, Urban, MollerBhabha, eBremRel)"

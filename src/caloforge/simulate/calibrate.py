@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from caloforge.config import CALIBRATION, SIMULATION
+from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
-from caloforge.simulate.primaries import PrimarySpec, ValueSpec, draw_conditions
 from caloforge.simulate.process import run_in_geant4_process
 
 

@@ -93,3 +93,37 @@ def detector_mesh(
     counts = counts or (REFERENCE_N_Z, REFERENCE_N_PHI, REFERENCE_N_R)
     mesh = MeshSpec.scaled(props.x0_mm, props.moliere_radius_mm, ref.x0_mm, ref.moliere_radius_mm, counts)  # fmt: skip
     return mesh, props
+
+
+CATALOG_COLUMNS = (
+    "name",
+    "layers (* active)",
+    "depth",
+    "X0",
+    "R_M",
+    "depth/X0",
+    "sampling fraction",
+    "mesh dz x dr",
+)
+"""The columns of :func:`catalog_row`."""
+
+
+def catalog_row(spec: DetectorSpec) -> tuple[str, ...]:
+    """One detector as a row of the catalog (:data:`CATALOG_COLUMNS`): its layers, depth, X0
+    and Molière radius from Geant4's NIST materials, sampling fraction and mesh cells."""
+    mesh, props = detector_mesh(spec)
+    slices = " + ".join(
+        f"{s.thickness_mm:g} mm {s.material.removeprefix('G4_')}{'*' if s.active else ''}"
+        for s in spec.slices
+    )
+    sf = spec.sampling_fraction
+    return (
+        spec.name,
+        f"{spec.n_layers} x ({slices})",
+        f"{spec.depth_mm:.1f} mm",
+        f"{props.x0_mm:.2f} mm",
+        f"{props.moliere_radius_mm:.2f} mm",
+        f"{spec.depth_mm / props.x0_mm:.1f}",
+        f"{sf.value:.5f} +- {sf.error:.5f}" if sf else "not measured",
+        f"{mesh.dz_mm:.2f} x {mesh.dr_mm:.2f} mm",
+    )

@@ -30,11 +30,13 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
+from caloforge.atomic import atomic_file, check_output, write_text_atomic
 from caloforge.config import SIMULATION
+from caloforge.data.contract import shower_attributes
+from caloforge.data.specs import PrimarySpec, draw_conditions
 from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
-from caloforge.simulate.primaries import PrimarySpec, draw_conditions
 from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
 log = logging.getLogger(__name__)
@@ -55,28 +57,29 @@ class RunRequest:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise SpecError(f"-n must be at least 1, got {self.n}")
+            raise SpecError(f"must be at least 1, got {self.n}", subject="n")
         if self.chunk_size < 1:
-            raise SpecError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+            raise SpecError(f"must be at least 1, got {self.chunk_size}", subject="chunk_size")
         if not self.cut_mm > 0:
-            raise SpecError(f"--cut must be positive, got {self.cut_mm}")
+            raise SpecError(f"must be positive, got {self.cut_mm} mm", subject="cut")
         if not 0 <= self.seed < 2**63:
-            raise SpecError(f"--seed must be a non-negative integer, got {self.seed}")
+            raise SpecError(f"must be a non-negative integer, got {self.seed}", subject="seed")
         half_length = self.detector.length_mm / 2
         for theta in (self.primary.theta.low, self.primary.theta.high):
             z = self.detector.inner_radius_mm / math.tan(theta)
             if abs(z) >= half_length:
                 raise SpecError(
-                    f"--theta {self.primary.theta}: at theta = {theta:g} rad the particle enters "
+                    f"{self.primary.theta}: at theta = {theta:g} rad the particle enters "
                     f"{self.detector.name} at z = {z:.0f} mm, beyond its half-length "
-                    f"{half_length:g} mm"
+                    f"{half_length:g} mm",
+                    subject="theta",
                 )
 
     @staticmethod
     def check_workers(workers: int) -> None:
         """Raise SpecError unless ``workers`` >= 1."""
         if workers < 1:
-            raise SpecError(f"--workers must be at least 1, got {workers}")
+            raise SpecError(f"must be at least 1, got {workers}", subject="workers")
 
     @property
     def n_chunks(self) -> int:
@@ -119,17 +122,15 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, p
         while (k := tasks.get()) is not None:
             conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
             out = sim.simulate(conditions)
-            path = _chunk_path(partial, k)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one writer per temporary
-            np.savez(
-                tmp,
-                index=np.array([r.index for r in out]),
-                energy=np.array([c.energy_mev for c in conditions]),
-                theta=np.array([c.theta for c in conditions]),
-                phi=np.array([c.phi for c in conditions]),
-                showers=np.stack([r.voxels for r in out]),
-            )
-            os.replace(tmp, path)
+            with atomic_file(_chunk_path(partial, k)) as tmp:
+                np.savez(
+                    tmp,
+                    index=np.array([r.index for r in out]),
+                    energy=np.array([c.energy_mev for c in conditions]),
+                    theta=np.array([c.theta for c in conditions]),
+                    phi=np.array([c.phi for c in conditions]),
+                    showers=np.stack([r.voxels for r in out]),
+                )
             results.put(("done", k))
     except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
         report_failure(results, exc)
@@ -157,31 +158,10 @@ def _prepare_partial(request: RunRequest, out: Path) -> Path:
         return partial
     try:
         partial.mkdir(exist_ok=True)
-        tmp = request_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
-        os.replace(tmp, request_file)
     except OSError as exc:
         raise OutputError(f"cannot write next to {out}: {exc.strerror}") from exc
+    write_text_atomic(request_file, json.dumps(identity, indent=1, sort_keys=True))
     return partial
-
-
-def check_output(out: Path, *, overwrite: bool = False) -> None:
-    """Fail early if ``out`` cannot be written.
-
-    Raises:
-        OutputError: if the directory is missing or read-only, or ``out`` exists.
-    """
-    parent = out.parent if str(out.parent) else Path()
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"cannot write {out}: {parent} is not a directory")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {out}: directory {parent} is not writable")
-    if out.is_dir():
-        raise OutputError(f"cannot write {out}: it is a directory")
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out} already exists (use --overwrite to replace it)")
 
 
 def simulate_to_chunks(
@@ -297,12 +277,12 @@ class Progress:
 
 
 def file_attributes(request: RunRequest, x0_mm: float, moliere_radius_mm: float) -> dict[str, Any]:
-    """The metadata every simulated file carries."""
+    """The attributes of a simulated file (:func:`~caloforge.data.contract.shower_attributes`)."""
     from caloforge.simulate.application import PHYSICS_LIST
     from caloforge.simulate.g4 import geant4_version
 
     sf = request.detector.sampling_fraction
-    return {
+    detector = {
         "detector_name": request.detector.name,
         "detector": request.detector.to_dict(),
         "detector_x0_mm": x0_mm,
@@ -311,21 +291,21 @@ def file_attributes(request: RunRequest, x0_mm: float, moliere_radius_mm: float)
         "sampling_fraction_error": sf.error if sf else float("nan"),
         "sampling_fraction_source": sf.measured_with if sf else "unknown",
         "mesh": request.mesh.to_dict(),
-        "particle": request.primary.particle,
-        "energy_spec_gev": str(request.primary.energy),
-        "theta_spec_rad": str(request.primary.theta),
-        "phi_spec_rad": str(request.primary.phi),
         "physics_list": PHYSICS_LIST,
         "production_cut_mm": request.cut_mm,
         "geant4_version": geant4_version(),
-        "caloforge_version": __version__,
-        "seed": request.seed,
-        "n_showers": request.n,
-        "energy_unit": "MeV",
-        "angle_unit": "rad",
-        "calibrated": False,
-        "content": "energy deposited in the active material, as scored by Geant4 (raw)",
     }
+    return shower_attributes(
+        detector=detector,
+        particle=request.primary.particle,
+        energy_spec_gev=str(request.primary.energy),
+        theta_spec_rad=str(request.primary.theta),
+        phi_spec_rad=str(request.primary.phi),
+        seed=request.seed,
+        n_showers=request.n,
+        calibrated=False,
+        content="energy deposited in the active material, as scored by Geant4 (raw)",
+    )
 
 
 @contextmanager
@@ -368,16 +348,14 @@ def run(
     x0_mm: float,
     moliere_radius_mm: float,
     workers: int = 1,
-    overwrite: bool = False,
     show_progress: bool = True,
 ) -> None:
     """Simulate ``request`` into ``out``, resuming an interrupted run with the same request.
 
     A detector without a sampling fraction gets one measured once all showers exist, just
-    before the file is written (its showers do not depend on it).
+    before the file is written (its showers do not depend on it). The output and the
+    workers are checked by the caller (:func:`simulate_file`), before the detector is built.
     """
-    check_output(out, overwrite=overwrite)
-    RunRequest.check_workers(workers)
     partial = _prepare_partial(request, out)
     with _exclusive(partial, out):
         bar = Progress(request.n, enabled=show_progress)
@@ -388,3 +366,63 @@ def run(
         request = with_sampling_fraction(request)
         attrs = file_attributes(request, x0_mm, moliere_radius_mm)
         merge_chunks(request, partial, out, attrs)
+
+
+def simulate_file(
+    detector: str,
+    primary: PrimarySpec,
+    n: int,
+    out: str | Path,
+    *,
+    seed: int = SIMULATION.seed,
+    cut_mm: float = SIMULATION.cut_mm,
+    cells: str = SIMULATION.cells,
+    chunk_size: int = SIMULATION.chunk_size,
+    workers: int = SIMULATION.workers,
+    allow_out_of_range: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """``caloforge simulate``: Geant4 showers of a detector into a shower file, resumably.
+
+    Everything that can be checked is checked before Geant4 starts: the conditions and their
+    ranges, the mesh, the workers and the output; then the detector is built.
+
+    Args:
+        detector: a built-in detector name or a YAML file.
+        primary: the particle and the specs of its energy and angles.
+        n: number of showers.
+        out: the output file.
+        seed: the run seed.
+        cut_mm: production cut.
+        cells: mesh cells ``z x phi x r``.
+        chunk_size: showers per resumable chunk.
+        workers: parallel Geant4 processes.
+        allow_out_of_range: allow energies and theta outside the supported ranges.
+        overwrite: replace an existing ``out``.
+        show_progress: show a progress bar.
+
+    Returns:
+        ``out``.
+    """
+    from caloforge.geometry.detectors import load_detector
+    from caloforge.geometry.mesh import parse_cells
+    from caloforge.simulate.materials import detector_mesh
+
+    out = Path(out)
+    primary.check_ranges(allow_out_of_range=allow_out_of_range)
+    mesh_cells = parse_cells(cells)
+    RunRequest.check_workers(workers)
+    check_output(out, overwrite=overwrite)
+    spec = load_detector(detector)
+    mesh, props = detector_mesh(spec, mesh_cells)
+    request = RunRequest(spec, mesh, primary, n, seed, cut_mm, chunk_size)
+    run(
+        request,
+        out,
+        x0_mm=props.x0_mm,
+        moliere_radius_mm=props.moliere_radius_mm,
+        workers=workers,
+        show_progress=show_progress,
+    )
+    return out

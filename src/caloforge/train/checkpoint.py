@@ -11,9 +11,7 @@ killed at any moment resumes from the last complete checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from caloforge.atomic import atomic_directory, write_text_atomic
 from caloforge.errors import DataError
 
 LATEST = "latest"
@@ -51,19 +50,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
 def save_checkpoint(
     directory: Path,
     step: int,
@@ -74,21 +60,17 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint of ``step`` and point ``latest`` at it; keep the last ``KEEP``."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=directory))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(_state(model), tmp / "model.safetensors")
-    save_file(_state(ema), tmp / "ema.safetensors")
-    save_file(opt_tensors, tmp / "optimizer.safetensors")
-    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
-    (tmp / "state.json").write_text(
-        json.dumps({"step": step, "ema_updates": ema_updates, "optimizer": opt_meta}, indent=2)
-    )
     final = directory / f"step-{step:07d}"
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    (directory / f".{LATEST}.tmp").write_text(final.name)
-    os.replace(directory / f".{LATEST}.tmp", directory / LATEST)
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    with atomic_directory(final, overwrite=True) as tmp:
+        save_file(_state(model), tmp / "model.safetensors")
+        save_file(_state(ema), tmp / "ema.safetensors")
+        save_file(opt_tensors, tmp / "optimizer.safetensors")
+        save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, "ema_updates": ema_updates, "optimizer": opt_meta}, indent=2)
+        )
+    write_text_atomic(directory / LATEST, final.name)
     complete = sorted(p for p in directory.glob("step-*") if p.is_dir())
     for old in complete[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)

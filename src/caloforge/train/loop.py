@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from caloforge.atomic import atomic_file
 from caloforge.config import TrainConfig
+from caloforge.errors import SpecError
 from caloforge.runtime import pyplot
 from caloforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from caloforge.train.distributed import Distributed
@@ -29,8 +31,26 @@ from caloforge.train.ema import EMA
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[..., torch.Tensor]
-"""``loss_fn(net, x, cond, *, sigma, noise) -> per-sample loss (B,)``."""
+
+class TrainingLoss(Protocol):
+    """What the loop needs of a loss: per-sample values, and its own noise-level density."""
+
+    def __call__(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        *,
+        sigma: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """The loss of each sample (B,) at noise levels ``sigma`` (B,) and noise of x's shape."""
+        ...
+
+    def noise_levels(self, normal: torch.Tensor) -> torch.Tensor:
+        """Noise levels from standard normal draws (the loss's training density)."""
+        ...
+
 
 _CSV_FIELDS = ("step", "loss", "val_loss", "lr", "grad_norm", "samples_per_s", "elapsed_s")
 
@@ -40,7 +60,7 @@ class BatchNoise:
     """The random draws of one global batch: which showers, noise levels and noise."""
 
     index: torch.Tensor  # (B,) rows of the training set
-    ln_sigma: torch.Tensor  # (B,) standard normal, mapped to ln sigma by the loss settings
+    normal: torch.Tensor  # (B,) standard normal, mapped to noise levels by the loss
     noise: torch.Tensor  # (B, *shower shape) standard normal
 
 
@@ -48,9 +68,9 @@ def draw_batch(n_rows: int, shape: tuple[int, ...], batch: int, seed: int, step:
     """The draws of global batch ``step``: a function of (seed, step) only."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     index = torch.randint(0, n_rows, (batch,), generator=generator)
-    ln_sigma = torch.randn(batch, generator=generator)
+    normal = torch.randn(batch, generator=generator)
     noise = torch.randn((batch, *shape), generator=generator)
-    return BatchNoise(index, ln_sigma, noise)
+    return BatchNoise(index, normal, noise)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -76,12 +96,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 @torch.no_grad()
 def validation_loss(
     net: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: TrainingLoss,
     val_x: torch.Tensor,
     val_cond: torch.Tensor,
     config: TrainConfig,
-    p_mean: float,
-    p_std: float,
 ) -> float:
     """Mean loss on the held-out showers, with noise fixed by the seed (comparable over steps)."""
     if len(val_x) == 0:
@@ -91,7 +109,7 @@ def validation_loss(
     for start in range(0, n, config.batch_size):
         stop = min(start + config.batch_size, n)
         draws = draw_batch(len(val_x), tuple(val_x.shape[1:]), stop - start, config.seed + 7, start)
-        sigma = torch.exp(p_mean + p_std * draws.ln_sigma)
+        sigma = loss_fn.noise_levels(draws.normal)
         rows = torch.arange(start, stop)
         losses = loss_fn(net, val_x[rows], val_cond[rows], sigma=sigma, noise=draws.noise)
         total += float(losses.sum())
@@ -119,15 +137,16 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png_path)
+    try:
+        with atomic_file(png_path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def train(
     net: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: TrainingLoss,
     x: torch.Tensor,
     cond: torch.Tensor,
     val_x: torch.Tensor,
@@ -135,8 +154,6 @@ def train(
     config: TrainConfig,
     run_dir: Path,
     *,
-    p_mean: float,
-    p_std: float,
     dist: Distributed,
     on_checkpoint: Callable[[nn.Module, int], None] | None = None,
     progress: bool = True,
@@ -148,21 +165,21 @@ def train(
     Args:
         net: the denoiser ``D(x, sigma, cond)``, already built and initialised (same on every
             process).
-        loss_fn: ``loss_fn(net, x, cond, *, sigma, noise) -> (B,)``.
+        loss_fn: ``loss_fn(net, x, cond, *, sigma, noise) -> (B,)``, with the density of its
+            noise levels (``loss_fn.noise_levels``).
         x, cond: training showers (N, 1, Z, A, R) and conditions (N, n_cond).
         val_x, val_cond: held-out showers and conditions.
         config: optimisation settings.
         run_dir: the run folder (checkpoints, ``metrics.csv``, ``loss.png``).
-        p_mean, p_std: ln sigma ~ N(p_mean, p_std^2) of the training noise (EDM).
         dist: the process group (a single process when not under torchrun).
         on_checkpoint: called on the main process with the EMA model and the step after
             every checkpoint (e.g. to export the weights).
         progress: show a progress bar (main process only).
     """
     if config.batch_size % dist.world_size:
-        raise ValueError(
-            f"the global batch {config.batch_size} must divide evenly over "
-            f"{dist.world_size} processes"
+        raise SpecError(
+            f"{config.batch_size} must divide evenly over the {dist.world_size} training processes",
+            subject="batch_size",
         )
     local = config.batch_size // dist.world_size
     lo, hi = dist.rank * local, (dist.rank + 1) * local
@@ -195,7 +212,7 @@ def train(
             group["lr"] = lr
         draws = draw_batch(len(x), shape, config.batch_size, config.seed, step)
         index = draws.index[lo:hi]
-        sigma = torch.exp(p_mean + p_std * draws.ln_sigma[lo:hi])
+        sigma = loss_fn.noise_levels(draws.normal[lo:hi])
         model.train()
         loss = loss_fn(model, x[index], cond[index], sigma=sigma, noise=draws.noise[lo:hi]).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -211,7 +228,7 @@ def train(
             rate = (step - start_step) * config.batch_size / max(elapsed, 1e-9)
             val = None
             if step % config.val_every == 0 or step == config.steps:
-                val = validation_loss(ema.model, loss_fn, val_x, val_cond, config, p_mean, p_std)
+                val = validation_loss(ema.model, loss_fn, val_x, val_cond, config)
             if step % config.log_every == 0 or val is not None:
                 _append_csv(
                     csv_path,
@@ -248,12 +265,10 @@ def _truncate_csv(path: Path, step: int) -> None:
         return
     with path.open() as f:
         rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, _CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

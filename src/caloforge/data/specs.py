@@ -1,9 +1,11 @@
-"""Primary particles: specs of energy and angles, and the per-shower draw of conditions.
+"""Condition specs: what showers to make (particle, energy, angles), and the per-shower draw.
 
 Spec syntax (command line and YAML): ``50`` fixed, ``A:B`` uniform in [A, B), ``log:A:B``
 log-uniform in [A, B). Energies are in GeV, angles in rad; phi is taken modulo 2 pi.
 Every shower's conditions and Geant4 seed come from its own generator, seeded by
 (run seed, shower index), so a shower never depends on which worker or chunk simulated it.
+Geant4-free: ``simulate`` and ``sample`` draw their conditions here, training reads the ranges
+of its files' specs here.
 """
 
 from __future__ import annotations
@@ -66,33 +68,35 @@ def parse_spec(text: str, what: str) -> ValueSpec:
         try:
             choices = tuple(float(p) for p in str(text).split(","))
         except ValueError:
-            raise SpecError(f"--{what} {text!r}: expected numbers as in 10,50,100") from None
+            raise SpecError(f"{text!r}: expected numbers as in 10,50,100", subject=what) from None
         if not all(math.isfinite(v) for v in choices) or len(set(choices)) != len(choices):
-            raise SpecError(f"--{what} {text!r}: values must be finite and distinct")
+            raise SpecError(f"{text!r}: values must be finite and distinct", subject=what)
         return ValueSpec("choice", min(choices), max(choices), choices)
     parts = str(text).strip().split(":")
     kind = "fixed"
     if parts[0] == "log":
         kind, parts = "log", parts[1:]
         if len(parts) != 2:
-            raise SpecError(f"--{what} {text!r}: log-uniform needs log:A:B")
+            raise SpecError(f"{text!r}: log-uniform needs log:A:B", subject=what)
     elif len(parts) == 2:
         kind = "uniform"
     if len(parts) not in (1, 2):
-        raise SpecError(f"--{what} {text!r}: expected 50, A:B or log:A:B")
+        raise SpecError(f"{text!r}: expected 50, A:B or log:A:B", subject=what)
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise SpecError(f"--{what} {text!r}: expected numbers as in 50, A:B or log:A:B") from None
+        raise SpecError(
+            f"{text!r}: expected numbers as in 50, A:B or log:A:B", subject=what
+        ) from None
     if not all(math.isfinite(v) for v in values):
-        raise SpecError(f"--{what} {text!r}: values must be finite")
+        raise SpecError(f"{text!r}: values must be finite", subject=what)
     if kind == "fixed":
         return ValueSpec("fixed", values[0], values[0])
     low, high = values
     if not high > low:
-        raise SpecError(f"--{what} {text!r}: the range A:B needs A < B")
+        raise SpecError(f"{text!r}: the range A:B needs A < B", subject=what)
     if kind == "log" and low <= 0:
-        raise SpecError(f"--{what} {text!r}: log-uniform needs A > 0")
+        raise SpecError(f"{text!r}: log-uniform needs A > 0", subject=what)
     return ValueSpec(kind, low, high)
 
 
@@ -117,25 +121,31 @@ class PrimarySpec:
         """Reject energies outside [1 GeV, 1 TeV] and theta outside [0.87, 2.27] unless allowed.
 
         Raises:
-            SpecError: naming the offending option and the allowed range.
+            SpecError: naming the offending condition and the allowed range.
         """
         if self.energy.low <= 0:
-            raise SpecError(f"--energy {self.energy}: energies must be positive")
+            raise SpecError(f"{self.energy}: energies must be positive", subject="energy")
         if not 0 < self.theta.low <= self.theta.high < math.pi:
-            raise SpecError(f"--theta {self.theta}: theta must lie in (0, pi) to reach the barrel")
+            raise SpecError(
+                f"{self.theta}: theta must lie in (0, pi) to reach the barrel", subject="theta"
+            )
         if allow_out_of_range:
             return
         lo, hi = ENERGY_RANGE_GEV
         if self.energy.low < lo or self.energy.high > hi:
             raise SpecError(
-                f"--energy {self.energy} GeV is outside [{lo:g}, {hi:g}] GeV "
-                "(use --allow-out-of-range to force it)"
+                f"{self.energy} GeV is outside [{lo:g}, {hi:g}] GeV",
+                subject="energy",
+                override="allow_out_of_range",
+                action="force it",
             )
         lo, hi = THETA_RANGE
         if self.theta.low < lo or self.theta.high > hi:
             raise SpecError(
-                f"--theta {self.theta} rad is outside [{lo}, {hi}] rad "
-                "(use --allow-out-of-range to force it)"
+                f"{self.theta} rad is outside [{lo}, {hi}] rad",
+                subject="theta",
+                override="allow_out_of_range",
+                action="force it",
             )
 
 

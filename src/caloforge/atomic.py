@@ -1,0 +1,140 @@
+"""Atomic outputs: a file or a directory appears complete at its final path, or not at all.
+
+Every output of caloforge is written through here. The content goes to a temporary sibling
+(same directory, so the same file system), which is renamed over the final path only when it
+is complete; on any failure the temporary is removed. File-system errors (a full disk, no
+permission, a read-only file system) become one :class:`~caloforge.errors.OutputError`
+naming the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from caloforge.errors import OutputError
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, directory: bool = False) -> None:
+    """Fail early, before any expensive work, if ``path`` cannot be written.
+
+    Args:
+        path: the output file (or directory, with ``directory``; a directory's missing
+            parents are created, so the first existing one must be writable).
+        overwrite: an existing output may be replaced.
+        directory: the output is a directory.
+
+    Raises:
+        OutputError: if the parent directory is missing, not a directory or not writable,
+            ``path`` is of the other kind (a directory for a file, or the reverse), or
+            ``path`` exists (without ``overwrite``).
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path()
+    if directory:  # an output directory is created with its parents: check the first that exists
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a directory")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: directory {parent} is not writable")
+    if path.exists() and path.is_dir() != directory:
+        kind = "a file, not a directory" if directory else "a directory"
+        raise OutputError(f"cannot write {path}: it is {kind}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists", override="overwrite", action="replace it")
+
+
+@contextmanager
+def atomic_file(path: str | Path, *, tmp_dir: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary keeps ``path``'s suffix, so writers that infer the format from it (numpy's
+    ``savez``, matplotlib's ``savefig``) write the right one.
+
+    Args:
+        path: the final file.
+        tmp_dir: where the temporary goes instead (same file system as ``path``), e.g. a run's
+            work directory that is removed with everything in it.
+
+    Raises:
+        OutputError: if the temporary cannot be created or written, or the rename fails.
+    """
+    path = Path(path)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=path.suffix, dir=tmp_dir or path.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; it becomes ``path`` on success.
+
+    Args:
+        path: the final directory.
+        overwrite: replace an existing ``path`` (else it is an error, checked before the
+            block runs).
+
+    Raises:
+        OutputError: if ``path`` exists (without ``overwrite``) or is a file, or a file-system
+            operation fails.
+    """
+    path = Path(path)
+    parent = path.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    check_output(path, overwrite=overwrite, directory=True)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    try:
+        yield work
+        if path.exists():
+            shutil.rmtree(path)
+        work.rename(path)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

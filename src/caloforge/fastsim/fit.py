@@ -1,0 +1,215 @@
+"""Training a model: the run folder, its resume rules, and the training of its networks.
+
+A run folder holds ``config.yaml`` (the resolved :class:`~caloforge.config.RunConfig`),
+``run.json`` (the data it was started with), ``checkpoints/``, ``metrics.csv``, ``loss.png``
+and the model itself (``model.json`` and weights, rewritten at every checkpoint), so that
+``caloforge sample --model RUN`` works during and after training.
+
+Resume rules: a folder that holds a run is continued only when asked to; a resumed run keeps
+its settings and data, only its number of steps may change. Under ``torchrun`` every process
+runs :func:`fit`; the main one writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from caloforge.atomic import write_json_atomic, write_text_atomic
+from caloforge.config import RunConfig, config_to_dict, load_config
+from caloforge.data.datasets import load_training_set
+from caloforge.diffusion.loss import EDMLoss
+from caloforge.errors import SpecError
+from caloforge.fastsim.model import FastSimModel
+from caloforge.fastsim.record import ModelRecord, NetworkRecord, TrainingRecord
+from caloforge.train import distributed
+from caloforge.train.checkpoint import latest_checkpoint
+from caloforge.train.loop import train
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes:
+        out: the run folder (also a model directory).
+        steps: the optimiser steps the run now has.
+        is_main: whether this process is the main one (the one that reports).
+    """
+
+    out: Path
+    steps: int
+    is_main: bool
+
+
+def _flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{"section.key": value}``."""
+    if not isinstance(settings, dict):
+        return {prefix: settings}
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        out.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return out
+
+
+def resolve_config(
+    out: Path,
+    data: Sequence[str | Path],
+    *,
+    config_path: str | Path | None,
+    overrides: Sequence[str],
+    steps: int | None,
+    resume: bool,
+    limit: int | None,
+) -> RunConfig:
+    """The run's configuration: a new one, or the recorded one of a run being resumed.
+
+    Raises:
+        SpecError: for a folder holding a run without ``resume``, or a resumed run given other
+            data, limit or settings than it was started with (only ``steps`` may change).
+    """
+    resolved = out / CONFIG_FILE
+    new_overrides = [*overrides, *([f"train.steps={steps}"] if steps is not None else [])]
+    if latest_checkpoint(out / "checkpoints") is None and not resolved.exists():
+        return load_config(RunConfig, config_path, new_overrides)
+    if not resume:
+        raise SpecError(
+            f"{out} already holds a run; resume it or choose another output folder",
+            override="resume",
+            action="continue it",
+        )
+    config = load_config(RunConfig, resolved, [])  # a resumed run keeps its settings
+    try:
+        recorded = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = None  # killed before the first write: nothing to compare with
+    if recorded is not None and [str(Path(p)) for p in data] != recorded["data"]:
+        raise SpecError(f"differs from the files the run in {out} was started with", subject="data")
+    if recorded is not None and limit != recorded.get("limit"):
+        raise SpecError(f"differs from the run in {out} ({recorded.get('limit')})", subject="limit")
+    if config_path or overrides:
+        # the settings given explicitly (in a config file or as overrides) must be the run's
+        requested = _flatten(config_to_dict(load_config(RunConfig, config_path, overrides)))
+        given = {o.split("=", 1)[0].strip() for o in overrides}
+        if config_path:  # readable: load_config has read it
+            given |= set(_flatten(yaml.safe_load(Path(config_path).read_text()) or {}))
+        saved = _flatten(config_to_dict(config))
+        differ = sorted(k for k in given - {"train.steps"} if requested.get(k) != saved.get(k))
+        if differ:
+            raise SpecError(
+                f"{', '.join(differ)} differ from the run in {out} ({resolved}); "
+                "a resumed run keeps its settings, only the number of steps may change"
+            )
+    if steps is not None and steps != config.train.steps:
+        config = load_config(RunConfig, resolved, [f"train.steps={steps}"])
+    return config
+
+
+def fit(
+    out: str | Path,
+    data: Sequence[str | Path],
+    *,
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    steps: int | None = None,
+    resume: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train a model on shower files into the run folder ``out``, or resume the run there.
+
+    Args:
+        out: the run folder.
+        data: caloforge shower files (each detector gets a one-hot slot).
+        config_path: a YAML :class:`~caloforge.config.RunConfig` (see ``configs/``).
+        overrides: ``section.key=value`` settings over the config.
+        steps: optimiser steps (the one setting a resumed run may change).
+        resume: continue the run in ``out``.
+        limit: use only the first ``limit`` showers of each file.
+        progress: show a progress bar.
+
+    Raises:
+        SpecError: for bad settings or resume rules (see :func:`resolve_config`).
+        DataError: for unreadable or incompatible training files.
+        OutputError: if the run folder cannot be written.
+    """
+    out = Path(out)
+    dist = distributed.setup()
+    try:
+        config = resolve_config(
+            out,
+            data,
+            config_path=config_path,
+            overrides=overrides,
+            steps=steps,
+            resume=resume,
+            limit=limit,
+        )
+        dist.barrier()  # every process has looked at the folder before the main one writes
+        training_set = load_training_set(
+            list(data),
+            val_fraction=config.train.val_fraction,
+            seed=config.train.seed,
+            limit=limit,
+        )
+        torch.manual_seed(config.train.seed)  # the same initial weights on every process
+        record = ModelRecord(
+            family="calodit",
+            networks={
+                "shower": NetworkRecord(config.preset, dict(config.model), training_set.sigma_data)
+            },
+            preprocessing=training_set.preprocessing,
+            detectors=training_set.detectors,
+            particle=training_set.particle,
+            calibrated=training_set.calibrated,
+            diffusion=config.diffusion,
+            training=TrainingRecord(training_set.files, config.train.steps),
+        )
+        model = FastSimModel.build(record)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(
+                out / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
+            )
+            write_json_atomic(
+                out / RUN_FILE,
+                {"data": [str(Path(p)) for p in data], "limit": limit, "files": training_set.files},
+            )
+        dist.barrier()
+
+        def export(ema: torch.nn.Module, step: int) -> None:
+            model.with_weights({"shower": ema}, completed_steps=step).save(out)
+
+        train(
+            model.net,
+            EDMLoss.from_config(training_set.sigma_data, config.diffusion),
+            training_set.x,
+            training_set.cond,
+            training_set.val_x,
+            training_set.val_cond,
+            config.train,
+            out,
+            dist=dist,
+            on_checkpoint=export,
+            progress=progress,
+        )
+        # leave together: a process tearing its connections down while a peer still uses
+        # them makes gloo abort that peer
+        dist.barrier()
+    finally:
+        dist.close()
+    return FitResult(out, config.train.steps, dist.is_main)

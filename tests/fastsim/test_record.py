@@ -1,0 +1,82 @@
+"""The model directory format: the typed record, its versions and the model families."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from caloforge.errors import DataError
+from caloforge.fastsim import load_model
+from caloforge.fastsim.families import FAMILIES, family_of
+from caloforge.fastsim.model import copy_model, default_model_dir
+from caloforge.fastsim.record import FORMAT_VERSION, META_FILE, ModelRecord
+
+
+def _shipped() -> dict:
+    return json.loads((default_model_dir() / META_FILE).read_text())
+
+
+def test_the_record_round_trips() -> None:
+    data = _shipped()
+    record = ModelRecord.from_dict(data)
+    assert record.to_dict() == data
+    assert data["format_version"] == FORMAT_VERSION
+    assert record.family in FAMILIES
+    assert family_of(record).parts == tuple(record.networks)
+
+
+def test_version_1_records_are_read_as_calodit(tmp_path: Path) -> None:
+    """A model written before the record was typed (one network, fields at the top level)."""
+    data = _shipped()
+    network = data["networks"]["shower"]
+    v1 = {k: v for k, v in data.items() if k not in ("format_version", "family", "networks")}
+    v1.update(preset=network["preset"], model=network["options"], sigma_data=network["sigma_data"])
+    copy_model("default", tmp_path)
+    (tmp_path / META_FILE).write_text(json.dumps(v1))
+    old, new = load_model(tmp_path), load_model("default")
+    assert old.record == new.record
+    for a, b in zip(old.net.state_dict().values(), new.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "other"}, "not a caloforge model"),
+        ({"format_version": 99}, "format version 99"),
+        ({"family": "flow-of-the-future"}, "unknown model family"),
+        ({"networks": {}}, "a calodit model has the networks shower"),
+        ({"preprocessing": {}}, "malformed model description"),
+    ],
+)
+def test_bad_records_are_refused(tmp_path: Path, change: dict, message: str) -> None:
+    copy_model("default", tmp_path)
+    (tmp_path / META_FILE).write_text(json.dumps({**_shipped(), **change}))
+    with pytest.raises(DataError, match=message):
+        load_model(tmp_path)
+
+
+def test_missing_or_truncated_weights_are_one_clear_error(tmp_path: Path) -> None:
+    copy_model("default", tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DataError, match="cannot load the weights"):
+        load_model(tmp_path)
+    weights.unlink()
+    with pytest.raises(DataError, match="weights of its shower network"):
+        load_model(tmp_path)
+
+
+def test_saved_weights_are_the_models_and_the_record_says_when(tmp_path: Path) -> None:
+    model = load_model("default")
+    later = model.with_weights(model.networks, completed_steps=12345)
+    later.save(tmp_path)
+    again = load_model(tmp_path)
+    assert again.record == replace(
+        model.record, training=replace(model.record.training, completed_steps=12345)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
