@@ -236,3 +236,21 @@ def compute_features(
         e_r=e_r,
         r_edges=r_edges,
     )
+
+
+LOG_FEATURES = ("e_layer",)
+"""Feature families histogrammed on log-spaced bins from the threshold."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the metrics need of one sample: features, thresholded voxels, energies."""
+
+    features: HighLevelFeatures
+    voxels: np.ndarray  # (N, V) after threshold, float32 to save memory
+
+    def select(self, mask: np.ndarray) -> Side:
+        return Side(self.features.select(mask), self.voxels[mask])
+
+    def __len__(self) -> int:
+        return len(self.voxels)

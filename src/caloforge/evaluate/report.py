@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,15 @@ import numpy as np
 from caloforge.atomic import atomic_directory, check_output
 from caloforge.config import EvaluationConfig
 from caloforge.data.showers import ShowerData
-from caloforge.evaluate import plots, showerplots
 from caloforge.evaluate.classifier import ClassifierResult, classifier_test
-from caloforge.evaluate.features import HighLevelFeatures, apply_threshold, compute_features
+from caloforge.evaluate.features import (
+    LOG_FEATURES,
+    HighLevelFeatures,
+    Side,
+    apply_threshold,
+    compute_features,
+)
+from caloforge.evaluate.figures import draw_figures
 from caloforge.evaluate.html import write_index
 from caloforge.evaluate.inputs import (
     Conditions,
@@ -56,7 +62,6 @@ log = logging.getLogger(__name__)
 ProgressFactory = Callable[[str, int], Callable[[], None]]
 """(description, total) -> callback to call once per unit of work (a progress bar)."""
 
-_LOG_FEATURES = ("e_layer",)
 MIN_CLASSIFIER_SAMPLES = 10  # per file; fewer leave the 60/20/20 split empty  # families histogrammed on log-spaced bins from the threshold
 
 
@@ -74,24 +79,10 @@ def tqdm_progress(description: str, total: int) -> Callable[[], None]:
     return update
 
 
-@dataclass(frozen=True)
-class _Side:
-    """What the metrics need of one sample: features, thresholded voxels, energies."""
-
-    features: HighLevelFeatures
-    voxels: np.ndarray  # (N, V) after threshold, float32 to save memory
-
-    def select(self, mask: np.ndarray) -> _Side:
-        return _Side(self.features.select(mask), self.voxels[mask])
-
-    def __len__(self) -> int:
-        return len(self.voxels)
-
-
-def _side(sample: Sample, threshold: float) -> _Side:
+def _side(sample: Sample, threshold: float) -> Side:
     data = sample.data
     features = compute_features(data.showers, data.energies, data.binning, threshold)
-    return _Side(features, apply_threshold(data.showers, threshold).astype(np.float32))
+    return Side(features, apply_threshold(data.showers, threshold).astype(np.float32))
 
 
 def _edges(reference: HighLevelFeatures, threshold: float) -> dict[str, np.ndarray]:
@@ -99,7 +90,7 @@ def _edges(reference: HighLevelFeatures, threshold: float) -> dict[str, np.ndarr
     out = {}
     for name, values in reference.named().items():
         family = name.rsplit("_", 1)[0]
-        if family in _LOG_FEATURES:
+        if family in LOG_FEATURES:
             out[name] = histogram_edges(values, bins=40, log=True, low=threshold)
         else:
             out[name] = histogram_edges(values, bins=100)
@@ -107,8 +98,8 @@ def _edges(reference: HighLevelFeatures, threshold: float) -> dict[str, np.ndarr
 
 
 def separation_powers(
-    ref: _Side,
-    gen: _Side,
+    ref: Side,
+    gen: Side,
     edges: Mapping[str, np.ndarray],
     voxel_edges: np.ndarray,
     *,
@@ -134,7 +125,7 @@ def separation_powers(
     return out
 
 
-def _low_inputs(side: _Side, scale: float) -> np.ndarray:
+def _low_inputs(side: Side, scale: float) -> np.ndarray:
     """CaloChallenge low-level inputs ``[log10 E_inc, voxels / E_inc]`` (voxels x ``scale``)."""
     e_inc = side.features.e_inc
     return np.concatenate(
@@ -181,8 +172,8 @@ def _classifier(
 
 
 def _comparison(
-    ref: _Side,
-    gen: _Side,
+    ref: Side,
+    gen: Side,
     edges: Mapping[str, np.ndarray],
     voxel_edges: np.ndarray,
     config: EvaluationConfig,
@@ -258,7 +249,7 @@ def _comparison(
 
 
 def _anomalies(
-    ref_train: _Side, ref_test: _Side, gen: _Side, config: EvaluationConfig
+    ref_train: Side, ref_test: Side, gen: Side, config: EvaluationConfig
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Isolation-Forest normality scores (higher = more normal) trained on the reference."""
     from sklearn.ensemble import IsolationForest
@@ -281,8 +272,8 @@ def _anomalies(
 
 
 def _bins_report(
-    reference: _Side,
-    generated: _Side,
+    reference: Side,
+    generated: Side,
     halves: tuple[np.ndarray, np.ndarray] | None,
     conditions: Conditions,
     edges: Mapping[str, np.ndarray],
@@ -587,7 +578,7 @@ def _run(
         metrics["plots"] = {}
         return metrics
     with timer("plots"):
-        metrics["plots"] = _plots(
+        metrics["plots"] = draw_figures(
             ref,
             gen,
             reference,
@@ -603,95 +594,6 @@ def _run(
             work,
         )
     return metrics
-
-
-def _plots(
-    ref: _Side,
-    gen: _Side,
-    reference: Sample,
-    generated: Sample,
-    conditions: Conditions,
-    edges: Mapping[str, np.ndarray],
-    voxel_edges: np.ndarray,
-    metrics: Mapping[str, Any],
-    ref_test: _Side,
-    ref_scores: np.ndarray,
-    gen_scores: np.ndarray,
-    config: EvaluationConfig,
-    work: Path,
-) -> dict[str, list[str]]:
-    """Draw every plot; returns section -> PNG names relative to the report."""
-    separation = metrics["separation_power"]
-    baseline = metrics.get("baseline", {}).get("separation_power")
-    written: dict[str, list[Path]] = {}
-    written["summary"] = [
-        plots.plot_separation_summary(separation, baseline, work / "separation_power.png")
-    ]
-    written["features"] = plots.plot_feature_histograms(
-        ref.features,
-        gen.features,
-        edges,
-        separation,
-        work,
-        log_x=[name for name in edges if name.rsplit("_", 1)[0] in _LOG_FEATURES],
-    )
-    written["features"].append(
-        plots.plot_voxel_spectrum(
-            histogram(ref.voxels[ref.voxels > 0], voxel_edges),
-            histogram(gen.voxels[gen.voxels > 0], voxel_edges),
-            voxel_edges,
-            separation["voxel_spectrum"],
-            work / "voxel_spectrum.png",
-        )
-    )
-    binning = reference.data.binning
-    written["showers"] = [
-        showerplots.plot_average_shower(
-            ref.voxels.mean(axis=0), gen.voxels.mean(axis=0), binning, work / "average_shower.png"
-        ),
-        plots.plot_profiles(ref.features, gen.features, work / "profiles.png", title="all showers"),
-    ]
-    groups = [
-        (cbin.label, ref.features.select(cbin.reference), gen.features.select(cbin.generated))
-        for cbin in conditions.bins
-        if min(cbin.reference.sum(), cbin.generated.sum()) >= 1
-    ]
-    if groups:
-        written["showers"].append(
-            plots.plot_profiles_per_condition(groups, work / "profiles_per_condition.png")
-        )
-    written["anomalies"] = [
-        showerplots.plot_anomaly_scores(ref_scores, gen_scores, work / "anomaly_scores.png")
-    ]
-    k = min(config.n_anomalies, len(gen_scores), len(ref_scores))
-    if k:
-        worst = np.argsort(gen_scores)[:k]
-        typical = np.argsort(np.abs(ref_scores - np.median(ref_scores)))[:k]
-        written["anomalies"].append(
-            showerplots.plot_showers(
-                gen.voxels[worst],
-                generated.data.binning,
-                [
-                    f"score {gen_scores[i]:.3f}, {gen.features.e_inc[i] / 1e3:.3g} GeV"
-                    for i in worst
-                ],
-                work / "anomalous_generated.png",
-                suptitle="most anomalous generated showers",
-            )
-        )
-        written["anomalies"].append(
-            showerplots.plot_showers(
-                ref_test.voxels[typical],
-                binning,
-                [
-                    f"score {ref_scores[i]:.3f}, {ref_test.features.e_inc[i] / 1e3:.3g} GeV"
-                    for i in typical
-                ],
-                work / "typical_geant4.png",
-                suptitle="typical Geant4 showers",
-            )
-        )
-    return {section: [p.name for p in paths] for section, paths in written.items()}
 
 
 def _jsonable(value: Any) -> Any:
