@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 from dataclasses import replace
@@ -90,7 +91,9 @@ def test_train_resume_sample_evaluate(
     assert list(meta["detectors"]) == ["par04-siw", "par04-scipb"]
     assert meta["preprocessing"]["conditions"]["energy_range_mev"] == [1000.0, 100000.0]
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 steps
-    assert (run / "loss.png").exists()
+    loss_png = (run / "loss.png").read_bytes()  # the loss figure, 6 x 4 inches at 100 dpi
+    assert loss_png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", loss_png[16:24]) == (600, 400)
 
     _one_line_error(_run(capsys, *train, "--steps", "3"), "--resume")
     code, _, err = _run(capsys, *train, "--steps", "3", "--resume")

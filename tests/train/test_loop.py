@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import os
 import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from torch import nn
 from caloforge.config import TrainConfig
 from caloforge.train.checkpoint import latest_checkpoint
 from caloforge.train.distributed import Distributed, setup
-from caloforge.train.loop import draw_batch, learning_rate, train
+from caloforge.train.loop import draw_batch, learning_rate, loss_figure, train
 
 SHAPE = (1, 4, 4, 3)
 
@@ -125,7 +127,35 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path: Path) -> None:
     rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
     steps = [int(line.split(",")[0]) for line in rows[1:]]
     assert steps == [1, 2, 3, 4, 5, 6]  # no duplicated rows after the resume
-    assert (tmp_path / "killed" / "loss.png").exists()
+    _assert_loss_plot(tmp_path / "killed")
+
+
+def _assert_loss_plot(run_dir: Path) -> None:
+    """``loss.png`` is the 6 x 4 inch loss figure; the figure shows every logged loss of the
+    run and the validation losses at steps 3 and 6 (``val_every=3``)."""
+    png = (run_dir / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (600, 400)  # width, height at 100 dpi
+    with (run_dir / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    fig = loss_figure(run_dir / "metrics.csv")
+    assert fig is not None
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.lines}
+    assert list(lines) == ["training (per logged step)", "validation (EMA weights)"]
+    training, validation = lines.values()
+    assert list(training.get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(training.get_ydata()) == [float(row["loss"]) for row in rows]
+    assert list(validation.get_xdata()) == [3, 6]
+    assert list(validation.get_ydata()) == [float(rows[i]["val_loss"]) for i in (2, 5)]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale()) == ("step", "EDM loss", "log")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lines)
+
+
+def test_no_loss_figure_before_the_first_logged_step(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,loss,val_loss,lr,grad_norm,samples_per_s,elapsed_s\n")
+    assert loss_figure(path) is None
 
 
 def test_draws_depend_on_seed_and_step_only() -> None:

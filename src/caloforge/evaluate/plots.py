@@ -1,14 +1,17 @@
 """Comparison plots of generated showers against a Geant4 reference, CaloChallenge style.
 
-Each function draws one figure (one per feature family for :func:`plot_feature_histograms`),
-writes it as a PNG to the path it is given and returns the path(s) written. Geant4 is the
-filled light histogram, the generated sample the step line, and each panel prints its
-separation power S (eq. 15 of arXiv:2009.03796, :func:`caloforge.evaluate.metrics.
-separation_power`). A panel without data shows a note instead of raising, so that one empty
-feature does not cost the whole report.
+Each ``*_figure`` function draws one figure (one per feature family for
+:func:`feature_histogram_figures`) and returns it, so that its content can be inspected; the
+matching ``plot_*`` function writes it as a PNG to the path it is given and returns the path(s)
+written. Geant4 is the filled light histogram, the generated sample the step line, and each
+panel prints its separation power S (eq. 15 of arXiv:2009.03796, :func:`caloforge.evaluate.
+metrics.separation_power`). A panel without data shows a note instead of raising, so that one
+empty feature does not cost the whole report.
 
-matplotlib is imported only when a plot is drawn, with the non-interactive Agg backend, so that
-importing the library neither needs a display nor pays for pyplot.
+matplotlib is imported only when a plot is drawn. The figures are plain
+:class:`matplotlib.figure.Figure` objects outside pyplot's registry: nothing needs closing, no
+display or backend choice is involved (PNGs are written by Agg), and importing the library does
+not pay for pyplot.
 """
 
 from __future__ import annotations
@@ -17,23 +20,28 @@ import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from caloforge.errors import OutputError
 from caloforge.evaluate.features import HighLevelFeatures
 from caloforge.evaluate.metrics import histogram, separation_power
-from caloforge.runtime import pyplot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.axis import Axis
     from matplotlib.figure import Figure
     from matplotlib.gridspec import SubplotSpec
+    from matplotlib.typing import RcKeyType
 
 _DPI = 100  # ~30 report PNGs stay a few MB
-_RC = {"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "legend.frameon": False}
+_RC: dict[RcKeyType, Any] = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+}
 _REF_FILL = "#b9d3ea"  # Geant4: filled, light
 _GEN_COLOUR = "#c0392b"  # generated: step line
 _BAND_COLOUR = "0.85"  # Geant4 statistical uncertainty in ratio panels
@@ -65,20 +73,33 @@ _SCALAR_LABELS: dict[str, str] = {
 
 
 @contextmanager
-def _figure(path: Path, figsize: tuple[float, float]) -> Iterator[Figure]:
-    """A figure that is saved to ``path`` when the block succeeds and closed in any case."""
-    plt = pyplot()
-    with plt.rc_context(_RC):
-        fig = plt.figure(figsize=figsize, layout="constrained")
-        try:
-            yield fig
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fig.savefig(path, dpi=_DPI)
-            except OSError as exc:
-                raise OutputError(f"cannot write plot {path}: {exc.strerror or exc}") from None
-        finally:
-            plt.close(fig)
+def _figure(figsize: tuple[float, float]) -> Iterator[Figure]:
+    """A new figure, to be drawn inside the block: its artists take the report's font sizes
+    from the rc settings when they are made (:func:`save_figure` sets them again for the
+    tick labels, made when the figure is drawn)."""
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    with mpl.rc_context(_RC):
+        yield Figure(figsize=figsize, layout="constrained")
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG (its directory created if missing) and return ``path``.
+
+    Raises:
+        OutputError: if the file cannot be written.
+    """
+    import matplotlib as mpl
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with mpl.rc_context(_RC):
+            fig.savefig(path, dpi=_DPI)
+    except OSError as exc:
+        raise OutputError(f"cannot write plot {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def _no_data(ax: Axes, what: str = "no data") -> None:
@@ -270,37 +291,34 @@ def _histogram_panel(
     ratio.set_xlabel(xlabel)
 
 
-def plot_feature_histograms(
+def feature_histogram_figures(
     ref: HighLevelFeatures,
     gen: HighLevelFeatures,
     edges: Mapping[str, np.ndarray],
     separation: Mapping[str, float],
-    out_dir: Path,
     *,
     log_x: Collection[str] = (),
-) -> list[Path]:
+) -> Iterator[tuple[str, Figure]]:
     """Histograms of the high-level features, Geant4 against generated.
 
-    Writes ``e_ratio.png`` and, per per-layer family with entries in ``edges`` (``e_layer``,
-    ``ec_eta``, ...), ``<family>.png`` with up to 9 evenly spaced layers, each panel titled
+    Draws ``e_ratio`` and, per per-layer family with entries in ``edges`` (``e_layer``,
+    ``ec_eta``, ...), one figure with up to 9 evenly spaced layers, each panel titled
     ``layer L, S=...`` over a generated/Geant4 ratio panel (grey: Geant4 Poisson error).
+    The histograms are normalised to unit sum.
 
     Args:
         ref, gen: features of the Geant4 and generated showers.
         edges: bin edges per feature name of :meth:`HighLevelFeatures.named`, shape (B + 1,).
         separation: separation power per feature name.
-        out_dir: directory of the PNGs (created if missing).
         log_x: names drawn on a log x axis (the energies).
 
-    Returns:
-        The PNGs written, ``e_ratio.png`` first.
+    Yields:
+        (name, figure): ``"e_ratio"`` first, then the families; one figure at a time, so that
+        a caller that saves each one keeps only one in memory.
     """
-    out_dir = Path(out_dir)
     ref_named, gen_named = ref.named(), gen.named()
-    written: list[Path] = []
     if "e_ratio" in edges:
-        path = out_dir / "e_ratio.png"
-        with _figure(path, (4.5, 4.2)) as fig:
+        with _figure((4.5, 4.2)) as fig:
             main, ratio = _ratio_axes(fig, fig.add_gridspec(1, 1)[0])
             _histogram_panel(
                 main,
@@ -313,7 +331,7 @@ def plot_feature_histograms(
                 title=f"deposited / incident energy, {_fmt_s(separation.get('e_ratio'))}",
             )
             _legend(main, "upper left")
-        written.append(path)
+        yield "e_ratio", fig
 
     for family, layers in _group_by_family(edges).items():
         names = {layer: f"{family}_{layer}" for layer in layers}
@@ -328,8 +346,7 @@ def plot_feature_histograms(
             continue
         ncols = min(3, len(shown))
         nrows = math.ceil(len(shown) / ncols)
-        path = out_dir / f"{family}.png"
-        with _figure(path, (3.6 * ncols, 3.1 * nrows + 0.3)) as fig:
+        with _figure((3.6 * ncols, 3.1 * nrows + 0.3)) as fig:
             grid = fig.add_gridspec(nrows, ncols)
             first_drawn: Axes | None = None
             for i, layer in enumerate(shown):
@@ -350,13 +367,37 @@ def plot_feature_histograms(
             if first_drawn is not None:  # one legend per figure, on the first panel with data
                 _legend(first_drawn, "upper left")
             fig.suptitle(f"{_FAMILIES.get(family, family)}: Geant4 vs generated")
-        written.append(path)
-    return written
+        yield family, fig
 
 
-def plot_separation_summary(
-    separation: Mapping[str, float], baseline: Mapping[str, float] | None, path: Path
-) -> Path:
+def plot_feature_histograms(
+    ref: HighLevelFeatures,
+    gen: HighLevelFeatures,
+    edges: Mapping[str, np.ndarray],
+    separation: Mapping[str, float],
+    out_dir: Path,
+    *,
+    log_x: Collection[str] = (),
+) -> list[Path]:
+    """Write the figures of :func:`feature_histogram_figures` as ``out_dir/<name>.png``.
+
+    Args:
+        ref, gen, edges, separation, log_x: as for :func:`feature_histogram_figures`.
+        out_dir: directory of the PNGs (created if missing).
+
+    Returns:
+        The PNGs written, ``e_ratio.png`` first.
+    """
+    out_dir = Path(out_dir)
+    return [
+        save_figure(fig, out_dir / f"{name}.png")
+        for name, fig in feature_histogram_figures(ref, gen, edges, separation, log_x=log_x)
+    ]
+
+
+def separation_summary_figure(
+    separation: Mapping[str, float], baseline: Mapping[str, float] | None
+) -> Figure:
     """Separation power per layer for every feature family, and the scalar ones as bars.
 
     The baseline (Geant4 against an independent Geant4 sample) shows the statistical floor:
@@ -367,12 +408,10 @@ def plot_separation_summary(
         separation: separation power per feature name; ``<family>_<layer>`` names are
             per-layer, any other name (``e_ratio``, ``voxel_spectrum``, ...) is a scalar.
         baseline: the same names for Geant4 vs Geant4, or None.
-        path: the PNG to write.
 
     Returns:
-        ``path``.
+        The figure: one panel per family (in :data:`_FAMILIES` order), then the scalars' panel.
     """
-    path = Path(path)
     separation = {name: float(s) for name, s in separation.items() if math.isfinite(s)}
     baseline = baseline or {}
     families = _group_by_family(separation)
@@ -380,7 +419,7 @@ def plot_separation_summary(
     n_panels = len(families) + (1 if scalars else 0)
     ncols = min(3, max(n_panels, 1))
     nrows = max(math.ceil(n_panels / ncols), 1)
-    with _figure(path, (3.6 * ncols, 2.6 * nrows + 0.3)) as fig:
+    with _figure((3.6 * ncols, 2.6 * nrows + 0.3)) as fig:
         from matplotlib.ticker import MaxNLocator
 
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -446,32 +485,33 @@ def plot_separation_summary(
             if n_panels:
                 ax.set_visible(False)
         fig.suptitle("Separation power, generated vs Geant4 (0 = identical, 1 = disjoint)")
-    return path
+    return fig
 
 
-def plot_voxel_spectrum(
-    ref_counts: np.ndarray,
-    gen_counts: np.ndarray,
-    edges: np.ndarray,
-    separation: float,
-    path: Path,
+def plot_separation_summary(
+    separation: Mapping[str, float], baseline: Mapping[str, float] | None, path: Path
 ) -> Path:
+    """Write :func:`separation_summary_figure` to the PNG ``path`` and return ``path``."""
+    return save_figure(separation_summary_figure(separation, baseline), path)
+
+
+def voxel_spectrum_figure(
+    ref_counts: np.ndarray, gen_counts: np.ndarray, edges: np.ndarray, separation: float
+) -> Figure:
     """Distribution of voxel energies, unit-normalised, log-log, with a ratio panel.
 
     Args:
         ref_counts, gen_counts: voxel counts per energy bin, shape (B,).
         edges: the energy bin edges in MeV, shape (B + 1,), positive for the log axis.
         separation: separation power of the two histograms.
-        path: the PNG to write.
 
     Returns:
-        ``path``.
+        The figure: the histograms' panel over the ratio panel.
     """
-    path = Path(path)
     edges = np.asarray(edges, dtype=np.float64)
     ref_counts = np.asarray(ref_counts, dtype=np.float64)
     ref, gen = _unit_sum(ref_counts), _unit_sum(gen_counts)
-    with _figure(path, (5.0, 4.4)) as fig:
+    with _figure((5.0, 4.4)) as fig:
         main, ratio = _ratio_axes(fig, fig.add_gridspec(1, 1)[0])
         main.set_title(f"voxel energy spectrum, {_fmt_s(separation)}")
         if ref is None or gen is None or len(ref) != len(edges) - 1 or len(gen) != len(ref):
@@ -486,7 +526,18 @@ def plot_voxel_spectrum(
             main.set_ylabel("fraction of voxels")
             ratio.set_xlabel("voxel energy [MeV]")
             _legend(main, "best")
-    return path
+    return fig
+
+
+def plot_voxel_spectrum(
+    ref_counts: np.ndarray,
+    gen_counts: np.ndarray,
+    edges: np.ndarray,
+    separation: float,
+    path: Path,
+) -> Path:
+    """Write :func:`voxel_spectrum_figure` to the PNG ``path`` and return ``path``."""
+    return save_figure(voxel_spectrum_figure(ref_counts, gen_counts, edges, separation), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -546,21 +597,17 @@ def _draw_profiles(
         (ratio_r or main_r).set_xlabel("r [mm]")
 
 
-def plot_profiles(
-    ref: HighLevelFeatures, gen: HighLevelFeatures, path: Path, *, title: str = ""
-) -> Path:
+def profiles_figure(ref: HighLevelFeatures, gen: HighLevelFeatures, *, title: str = "") -> Figure:
     """Mean longitudinal (per read-out layer) and radial profiles, with ratio panels.
 
     Args:
         ref, gen: features of the Geant4 and generated showers.
-        path: the PNG to write.
         title: figure title (e.g. the dataset and condition range).
 
     Returns:
-        ``path``.
+        The figure: longitudinal and radial panels, each over its ratio panel.
     """
-    path = Path(path)
-    with _figure(path, (9.0, 4.2)) as fig:
+    with _figure((9.0, 4.2)) as fig:
         grid = fig.add_gridspec(1, 2)
         axes_z = _ratio_axes(fig, grid[0])
         axes_r = _ratio_axes(fig, grid[1])
@@ -568,24 +615,29 @@ def plot_profiles(
         _legend(axes_z[0], "best")
         if title:
             fig.suptitle(title)
-    return path
+    return fig
 
 
-def plot_profiles_per_condition(
-    groups: Sequence[tuple[str, HighLevelFeatures, HighLevelFeatures]], path: Path
+def plot_profiles(
+    ref: HighLevelFeatures, gen: HighLevelFeatures, path: Path, *, title: str = ""
 ) -> Path:
+    """Write :func:`profiles_figure` to the PNG ``path`` and return ``path``."""
+    return save_figure(profiles_figure(ref, gen, title=title), path)
+
+
+def profiles_per_condition_figure(
+    groups: Sequence[tuple[str, HighLevelFeatures, HighLevelFeatures]],
+) -> Figure:
     """Longitudinal and radial profiles, one row per condition bin (e.g. incident energy).
 
     Args:
         groups: (label, Geant4 features, generated features) per condition bin.
-        path: the PNG to write.
 
     Returns:
-        ``path``.
+        The figure: a longitudinal and a radial panel per group, without ratio panels.
     """
-    path = Path(path)
     nrows = max(len(groups), 1)
-    with _figure(path, (9.0, 2.5 * nrows + 0.4)) as fig:
+    with _figure((9.0, 2.5 * nrows + 0.4)) as fig:
         axes = fig.subplots(nrows, 2, squeeze=False)
         if not groups:
             _no_data(axes[0, 0], "no condition bins")
@@ -595,4 +647,11 @@ def plot_profiles_per_condition(
         if groups:
             _legend(axes[0, 0], "best")
             fig.suptitle("Mean profiles per condition bin: Geant4 vs generated")
-    return path
+    return fig
+
+
+def plot_profiles_per_condition(
+    groups: Sequence[tuple[str, HighLevelFeatures, HighLevelFeatures]], path: Path
+) -> Path:
+    """Write :func:`profiles_per_condition_figure` to the PNG ``path`` and return ``path``."""
+    return save_figure(profiles_per_condition_figure(groups), path)

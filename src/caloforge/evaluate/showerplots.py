@@ -1,8 +1,9 @@
 """Drawings of whole showers: the average shower of each sample, individual showers, and the
 anomaly scores that pick which generated showers to draw.
 
-Same conventions as :mod:`caloforge.evaluate.plots`: one PNG per call, Geant4 against the
-generated sample, matplotlib imported only when drawing.
+Same conventions as :mod:`caloforge.evaluate.plots`: a ``*_figure`` function returns one
+figure, its ``plot_*`` function writes it as one PNG, Geant4 against the generated sample,
+matplotlib imported only when drawing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from caloforge.evaluate.plots import (
     _log_y_floor,
     _no_data,
     _set_r_scale,
+    save_figure,
 )
 from caloforge.geometry.binning import Binning
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.collections import QuadMesh
     from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.figure import Figure
 
 
 def _check_showers(showers: np.ndarray, binning: Binning, what: str) -> np.ndarray:
@@ -78,9 +81,7 @@ def _log_norm(*arrays: np.ndarray, decades: float) -> LogNorm | None:
     return LogNorm(vmin=max(float(positive.min()), vmax * 10.0**-decades), vmax=vmax)
 
 
-def plot_average_shower(
-    ref_mean: np.ndarray, gen_mean: np.ndarray, binning: Binning, path: Path
-) -> Path:
+def average_shower_figure(ref_mean: np.ndarray, gen_mean: np.ndarray, binning: Binning) -> Figure:
     """The average shower of each sample, as r-z images or per-layer radial profiles.
 
     Regular binning: Geant4 and generated mean energy per (layer, r) summed over alpha (log
@@ -91,35 +92,42 @@ def plot_average_shower(
     Args:
         ref_mean, gen_mean: average showers in MeV, shape (V,).
         binning: their binning.
-        path: the PNG to write.
 
     Returns:
-        ``path``.
+        The figure: 2 x 2 panels (regular), or one panel per read-out layer (irregular).
 
     Raises:
         DataError: if the showers do not have V voxels.
     """
-    path = Path(path)
     ref_mean = _check_showers(ref_mean, binning, "the Geant4 average shower").reshape(-1)
     gen_mean = _check_showers(gen_mean, binning, "the generated average shower").reshape(-1)
     if binning.is_regular:
-        _average_regular(ref_mean, gen_mean, binning, path)
-    else:
-        _average_irregular(ref_mean, gen_mean, binning, path)
-    return path
+        return _average_regular(ref_mean, gen_mean, binning)
+    return _average_irregular(ref_mean, gen_mean, binning)
 
 
-def _average_regular(ref: np.ndarray, gen: np.ndarray, binning: Binning, path: Path) -> None:
+def plot_average_shower(
+    ref_mean: np.ndarray, gen_mean: np.ndarray, binning: Binning, path: Path
+) -> Path:
+    """Write :func:`average_shower_figure` to the PNG ``path`` and return ``path``.
+
+    Raises:
+        DataError: if the showers do not have V voxels.
+    """
+    return save_figure(average_shower_figure(ref_mean, gen_mean, binning), path)
+
+
+def _average_regular(ref: np.ndarray, gen: np.ndarray, binning: Binning) -> Figure:
     from matplotlib.colors import LogNorm
 
     ref_grid, gen_grid = _rz_grid(ref, binning), _rz_grid(gen, binning)  # (n_layers, n_r)
-    with _figure(path, (10.0, 7.0)) as fig:
+    with _figure((10.0, 7.0)) as fig:
         axes = fig.subplots(2, 2).ravel()
         norm = _log_norm(ref_grid, gen_grid, decades=6)
         if norm is None:
             for ax in axes:
                 _no_data(ax)
-            return
+            return fig
         for ax, grid, name in ((axes[0], ref_grid, "Geant4"), (axes[1], gen_grid, "generated")):
             mesh = _rz_image(ax, grid, binning, norm)
             fig.colorbar(mesh, ax=ax, label="mean energy [MeV]")
@@ -147,13 +155,14 @@ def _average_regular(ref: np.ndarray, gen: np.ndarray, binning: Binning, path: P
         axes[3].set_ylabel("mean energy [MeV]")
         _legend(axes[3], "best")
         fig.suptitle("Average shower")
+    return fig
 
 
-def _average_irregular(ref: np.ndarray, gen: np.ndarray, binning: Binning, path: Path) -> None:
+def _average_irregular(ref: np.ndarray, gen: np.ndarray, binning: Binning) -> Figure:
     layers = binning.readout_layers
     ncols = min(4, len(layers))
     nrows = math.ceil(len(layers) / ncols)
-    with _figure(path, (3.2 * ncols, 2.6 * nrows + 0.4)) as fig:
+    with _figure((3.2 * ncols, 2.6 * nrows + 0.4)) as fig:
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, layer in zip(axes, layers, strict=False):
             edges = np.asarray(binning.layers[layer].r_edges)
@@ -173,16 +182,12 @@ def _average_irregular(ref: np.ndarray, gen: np.ndarray, binning: Binning, path:
         for ax in axes[len(layers) :]:
             ax.set_visible(False)
         fig.suptitle("Average shower: mean energy per radial bin, summed over alpha")
+    return fig
 
 
-def plot_showers(
-    showers: np.ndarray,
-    binning: Binning,
-    titles: Sequence[str],
-    path: Path,
-    *,
-    suptitle: str = "",
-) -> Path:
+def showers_figure(
+    showers: np.ndarray, binning: Binning, titles: Sequence[str], *, suptitle: str = ""
+) -> Figure:
     """Individual showers side by side, each with its own log colour scale.
 
     Regular binning: energy per (layer, r) summed over alpha. Irregular binning: energy per
@@ -192,16 +197,14 @@ def plot_showers(
         showers: voxel energies in MeV, shape (k, V), k <= 8.
         binning: their binning.
         titles: one title per shower (k of them); the deposited energy is appended.
-        path: the PNG to write.
         suptitle: figure title.
 
     Returns:
-        ``path``.
+        The figure: one panel per shower, up to 4 per row.
 
     Raises:
         DataError: for a wrong shape, more than 8 showers or a title count other than k.
     """
-    path = Path(path)
     showers = _check_showers(showers, binning, "showers")
     if showers.ndim != 2 or len(showers) > _MAX_SHOWERS or len(titles) != len(showers):
         raise DataError(
@@ -211,7 +214,7 @@ def plot_showers(
     k = len(showers)
     ncols = min(4, max(k, 1))
     nrows = max(math.ceil(k / ncols), 1)
-    with _figure(path, (3.4 * ncols, 2.8 * nrows + 0.4)) as fig:
+    with _figure((3.4 * ncols, 2.8 * nrows + 0.4)) as fig:
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         if k == 0:
             _no_data(axes[0], "no showers")
@@ -231,7 +234,23 @@ def plot_showers(
             ax.set_visible(False)
         if suptitle:
             fig.suptitle(suptitle)
-    return path
+    return fig
+
+
+def plot_showers(
+    showers: np.ndarray,
+    binning: Binning,
+    titles: Sequence[str],
+    path: Path,
+    *,
+    suptitle: str = "",
+) -> Path:
+    """Write :func:`showers_figure` to the PNG ``path`` and return ``path``.
+
+    Raises:
+        DataError: for a wrong shape, more than 8 showers or a title count other than k.
+    """
+    return save_figure(showers_figure(showers, binning, titles, suptitle=suptitle), path)
 
 
 def _shower_bars(ax: Axes, shower: np.ndarray, binning: Binning) -> None:
@@ -260,7 +279,7 @@ def _shower_bars(ax: Axes, shower: np.ndarray, binning: Binning) -> None:
 # Anomaly scores
 
 
-def plot_anomaly_scores(ref_scores: np.ndarray, gen_scores: np.ndarray, path: Path) -> Path:
+def anomaly_scores_figure(ref_scores: np.ndarray, gen_scores: np.ndarray) -> Figure:
     """Isolation-Forest normality scores of Geant4 and generated showers.
 
     Higher is more normal (sklearn's ``score_samples``). The note gives the fraction of
@@ -268,22 +287,20 @@ def plot_anomaly_scores(ref_scores: np.ndarray, gen_scores: np.ndarray, path: Pa
     more outliers than Geant4.
 
     Args:
-        ref_scores, gen_scores: scores, shape (N_ref,) and (N_gen,).
-        path: the PNG to write.
+        ref_scores, gen_scores: scores, shape (N_ref,) and (N_gen,); NaNs are dropped.
 
     Returns:
-        ``path``.
+        The figure: one panel, the two histograms normalised to unit sum.
     """
-    path = Path(path)
     ref = np.asarray(ref_scores, dtype=np.float64).reshape(-1)
     gen = np.asarray(gen_scores, dtype=np.float64).reshape(-1)
     ref, gen = ref[np.isfinite(ref)], gen[np.isfinite(gen)]
-    with _figure(path, (5.0, 3.6)) as fig:
+    with _figure((5.0, 3.6)) as fig:
         ax = fig.subplots()
         ax.set_title("Isolation-Forest normality score")
         if not (ref.size and gen.size):
             _no_data(ax)
-            return path
+            return fig
         both = np.concatenate([ref, gen])
         lo, hi = float(both.min()), float(both.max())
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 61)
@@ -305,4 +322,9 @@ def plot_anomaly_scores(ref_scores: np.ndarray, gen_scores: np.ndarray, path: Pa
         ax.set_xlabel("normality score (higher = more typical of Geant4)")
         ax.set_ylabel("fraction of showers")
         _legend(ax, "best")
-    return path
+    return fig
+
+
+def plot_anomaly_scores(ref_scores: np.ndarray, gen_scores: np.ndarray, path: Path) -> Path:
+    """Write :func:`anomaly_scores_figure` to the PNG ``path`` and return ``path``."""
+    return save_figure(anomaly_scores_figure(ref_scores, gen_scores), path)

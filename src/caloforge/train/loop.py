@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -24,10 +24,12 @@ from torch import nn
 from caloforge.atomic import atomic_file
 from caloforge.config import TrainConfig
 from caloforge.errors import SpecError
-from caloforge.runtime import pyplot
 from caloforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from caloforge.train.distributed import Distributed
 from caloforge.train.ema import EMA
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,18 @@ def validation_loss(
     return total / n
 
 
-def _plot_losses(csv_path: Path, png_path: Path) -> None:
-    plt = pyplot()
+def loss_figure(csv_path: Path) -> Figure | None:
+    """The training and validation losses of a run's ``metrics.csv`` against the step.
+
+    Args:
+        csv_path: the ``metrics.csv`` written by :func:`train`.
+
+    Returns:
+        One log-y panel with the training loss of every logged step and the validation loss
+        where it was measured, or None if no step is logged yet.
+    """
+    from matplotlib.figure import Figure
+
     steps, losses, val_steps, val_losses = [], [], [], []
     with csv_path.open() as f:
         for row in csv.DictReader(f):
@@ -127,8 +139,9 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
                 val_steps.append(int(row["step"]))
                 val_losses.append(float(row["val_loss"]))
     if not steps:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(steps, losses, lw=0.8, alpha=0.7, label="training (per logged step)")
     if val_steps:
         ax.plot(val_steps, val_losses, "o-", label="validation (EMA weights)")
@@ -137,11 +150,16 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_file(png_path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
+    return fig
+
+
+def _plot_losses(csv_path: Path, png_path: Path) -> None:
+    """Write :func:`loss_figure` to ``png_path`` (atomically), if there is anything to draw."""
+    fig = loss_figure(csv_path)
+    if fig is None:
+        return
+    with atomic_file(png_path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def train(
