@@ -381,6 +381,8 @@ def _add_evaluate(sub: Any) -> None:
 def _train_overrides(args: argparse.Namespace) -> list[str]:
     """The ``--set`` overrides that train's own options stand for."""
     overrides = list(args.set or [])
+    if args.family:
+        overrides.append(f"family={args.family}")
     if args.preset:
         overrides.append(f"preset={args.preset}")
     if args.batch_size is not None:
@@ -399,6 +401,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         resume=args.resume,
         limit=args.limit,
+        part=args.part,
         progress=not args.no_progress,
     )
     if result.is_main:
@@ -417,8 +420,16 @@ def _add_train(sub: Any) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, help="caloforge shower files")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, model)")
-    p.add_argument("--preset", help="backbone preset (calodit-cpu, calodit-paper)")
-    p.add_argument("--steps", type=int, help="optimiser steps")
+    p.add_argument(
+        "--family", help="calodit (one network) or factorized (energy model + shape model)"
+    )
+    p.add_argument(
+        "--part", help="train only this network of the pipeline: energy or shape (factorized)"
+    )
+    p.add_argument(
+        "--preset", help="backbone preset of the voxel network (calodit-cpu, calodit-layers, ...)"
+    )
+    p.add_argument("--steps", type=int, help="optimiser steps of the voxel network")
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--config", help="YAML run configuration (see configs/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. train.lr=2e-4")

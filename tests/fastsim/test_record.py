@@ -73,7 +73,7 @@ def test_missing_or_truncated_weights_are_one_clear_error(tmp_path: Path) -> Non
 
 def test_saved_weights_are_the_models_and_the_record_says_when(tmp_path: Path) -> None:
     model = load_model("default")
-    later = model.with_weights(model.networks, completed_steps=12345)
+    later = model.with_trained("shower", model.net, 12345)
     later.save(tmp_path)
     again = load_model(tmp_path)
     assert again.record == replace(

@@ -9,6 +9,7 @@ for the validation loss; the preprocessing is fitted on the rest.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from caloforge.data.contract import DETECTOR_ATTRS, FORMAT_NAME, is_calibrated
+from caloforge.data.contract import DETECTOR_ATTRS, FORMAT_NAME, is_calibrated, voxel_threshold
+from caloforge.data.factorized import FractionTransform, LayerTransform, layer_energies
 from caloforge.data.readers import PathLike, read_showers
 from caloforge.data.showers import ShowerData
 from caloforge.data.specs import parse_spec
@@ -84,22 +86,45 @@ def _read(path: PathLike, limit: int | None) -> ShowerData:
     return data
 
 
-def load_training_set(
-    paths: list[PathLike], *, val_fraction: float = 0.05, seed: int = 0, limit: int | None = None
-) -> TrainingSet:
-    """Read caloforge shower files into a preprocessed training set.
+@dataclass(frozen=True)
+class _Files:
+    """Training files read and split: what every training set is built from."""
 
-    Args:
-        paths: one or more files; files of the same detector share a one-hot slot (slots in
-            order of first appearance).
-        val_fraction: fraction of each file held out for validation.
-        seed: seed of the hold-out choice.
-        limit: read at most this many showers per file.
+    datas: list[ShowerData]
+    train: list[tuple[ShowerData, np.ndarray, int]]  # (data, rows, detector slot)
+    val: list[tuple[ShowerData, np.ndarray, int]]
+    conditions: ConditionTransform
+    detectors: dict[str, dict[str, Any]]
+    mesh_shape: tuple[int, int, int]
+    files: list[dict[str, Any]]
 
-    Raises:
-        DataError: for unreadable files, files of different meshes, particles or energy
-            scales, or files without angles.
-    """
+    @property
+    def particle(self) -> str:
+        return str(self.datas[0].attrs.get("particle", "unknown"))
+
+    @property
+    def calibrated(self) -> bool:
+        return is_calibrated(self.datas[0].attrs, caloforge_file=True)
+
+    def conditions_of(self, parts: list[tuple[ShowerData, np.ndarray, int]]) -> np.ndarray:
+        """The condition vectors (N, n_cond) of some rows."""
+        return np.concatenate(
+            [
+                self.conditions.forward(
+                    data.energies[mask],
+                    data.theta[mask],  # type: ignore[index]
+                    data.phi[mask],  # type: ignore[index]
+                    np.full(int(mask.sum()), slot),
+                )
+                for data, mask, slot in parts
+            ]
+        )
+
+
+def _read_files(
+    paths: Sequence[PathLike], val_fraction: float, seed: int, limit: int | None
+) -> _Files:
+    """Read, check and split training files (see :func:`load_training_set`)."""
     if not paths:
         raise SpecError("no training files given")
     if not 0 <= val_fraction < 1:
@@ -146,48 +171,151 @@ def load_training_set(
                 "n_val": int(held.sum()),
             }
         )
-    train_showers = np.concatenate([d.showers[m] for d, m, _ in train_parts])
-    train_energies = np.concatenate([d.energies[m] for d, m, _ in train_parts])
-    shower_transform = ShowerTransform.fit(train_showers, train_energies)
-    del train_showers
-    preprocessing = Preprocessing(shower_transform, conditions, shape)
-
-    def tensors(
-        parts: list[tuple[ShowerData, np.ndarray, int]],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, cs = [], []
-        for data, mask, slot in parts:
-            energies = data.energies[mask]
-            xs.append(shower_transform.forward(data.showers[mask], energies))
-            cs.append(
-                conditions.forward(
-                    energies,
-                    data.theta[mask],  # type: ignore[index]
-                    data.phi[mask],  # type: ignore[index]
-                    np.full(int(mask.sum()), slot),
-                )
-            )
-        x = torch.from_numpy(np.concatenate(xs)).reshape(-1, 1, *shape)
-        return x, torch.from_numpy(np.concatenate(cs))
-
-    x, cond = tensors(train_parts)
-    val_x, val_cond = tensors(val_parts)
     log.info(
         "training set: %d showers (%d held out) from %d files, detectors %s",
-        len(x),
-        len(val_x),
+        sum(int(m.sum()) for _, m, _ in train_parts),
+        sum(int(m.sum()) for _, m, _ in val_parts),
         len(paths),
         ", ".join(names),
     )
+    return _Files(datas, train_parts, val_parts, conditions, detectors, shape, files)
+
+
+def load_training_set(
+    paths: Sequence[PathLike],
+    *,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    limit: int | None = None,
+) -> TrainingSet:
+    """Read caloforge shower files into a preprocessed training set.
+
+    Args:
+        paths: one or more files; files of the same detector share a one-hot slot (slots in
+            order of first appearance).
+        val_fraction: fraction of each file held out for validation.
+        seed: seed of the hold-out choice.
+        limit: read at most this many showers per file.
+
+    Raises:
+        DataError: for unreadable files, files of different meshes, particles or energy
+            scales, or files without angles.
+    """
+    read = _read_files(paths, val_fraction, seed, limit)
+    shape = read.mesh_shape
+    train_showers = np.concatenate([d.showers[m] for d, m, _ in read.train])
+    train_energies = np.concatenate([d.energies[m] for d, m, _ in read.train])
+    shower_transform = ShowerTransform.fit(train_showers, train_energies)
+    del train_showers
+    preprocessing = Preprocessing(shower_transform, read.conditions, shape)
+
+    def showers(parts: list[tuple[ShowerData, np.ndarray, int]]) -> torch.Tensor:
+        xs = [shower_transform.forward(d.showers[m], d.energies[m]) for d, m, _ in parts]
+        return torch.from_numpy(np.concatenate(xs)).reshape(-1, 1, *shape)
+
+    x = showers(read.train)
     return TrainingSet(
         x=x,
-        cond=cond,
-        val_x=val_x,
-        val_cond=val_cond,
+        cond=torch.from_numpy(read.conditions_of(read.train)),
+        val_x=showers(read.val),
+        val_cond=torch.from_numpy(read.conditions_of(read.val)),
         preprocessing=preprocessing,
-        detectors=detectors,
-        particle=str(first.attrs.get("particle", "unknown")),
-        calibrated=is_calibrated(first.attrs, caloforge_file=True),
+        detectors=read.detectors,
+        particle=read.particle,
+        calibrated=read.calibrated,
         sigma_data=float(x.std()),
-        files=files,
+        files=read.files,
+    )
+
+
+@dataclass(frozen=True)
+class NetworkData:
+    """The training and validation tensors of one network of a pipeline.
+
+    Attributes:
+        x, cond: training inputs (N, ...) and their conditions (N, n_cond), float32.
+        val_x, val_cond: the held-out ones.
+        sigma_data: standard deviation of ``x`` (EDM's sigma_data).
+    """
+
+    x: torch.Tensor
+    cond: torch.Tensor
+    val_x: torch.Tensor
+    val_cond: torch.Tensor
+    sigma_data: float
+
+
+@dataclass(frozen=True)
+class FactorizedSet:
+    """The training sets of the factorised pipeline: layer energies, then shapes.
+
+    Attributes:
+        energy: standardised layer logits (N, Z), conditioned on the conditions.
+        shape: standardised within-layer fraction logits (N, 1, Z, A, R), conditioned on the
+            conditions and the layer logits (N, n_cond + Z).
+        preprocessing: conditions, mesh, and the layer and fraction transforms.
+        threshold_mev: the voxel threshold applied to the showers before everything.
+        detectors, particle, calibrated, files: as :class:`TrainingSet`'s.
+    """
+
+    energy: NetworkData
+    shape: NetworkData
+    preprocessing: Preprocessing
+    threshold_mev: float
+    detectors: dict[str, dict[str, Any]]
+    particle: str
+    calibrated: bool
+    files: list[dict[str, Any]]
+
+
+def load_factorized_set(
+    paths: Sequence[PathLike],
+    *,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    limit: int | None = None,
+) -> FactorizedSet:
+    """Read caloforge shower files into the training sets of the energy and shape models.
+
+    Voxels below the energy scale's read-out threshold are zeroed first, so that the layer
+    energies learnt are those an evaluation sees. Arguments and errors as
+    :func:`load_training_set`.
+    """
+    read = _read_files(paths, val_fraction, seed, limit)
+    shape = read.mesh_shape
+    threshold, _ = voxel_threshold(read.calibrated)
+
+    def thresholded(parts: list[tuple[ShowerData, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        showers = np.concatenate([d.showers[m] for d, m, _ in parts])
+        showers[showers < threshold] = 0.0
+        return showers, np.concatenate([d.energies[m] for d, m, _ in parts])
+
+    showers, energies = thresholded(read.train)
+    layers = layer_energies(showers, shape)
+    layer_transform = LayerTransform.fit(layers, energies)
+    fraction_transform = FractionTransform.fit(showers, shape)
+    preprocessing = Preprocessing(
+        None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform
+    )
+
+    def networks(
+        parts: list[tuple[ShowerData, np.ndarray, int]], showers: np.ndarray, energies: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        cond = torch.from_numpy(read.conditions_of(parts))
+        x_e = torch.from_numpy(layer_transform.forward(layer_energies(showers, shape), energies))
+        x_s = torch.from_numpy(fraction_transform.forward(showers)).reshape(-1, 1, *shape)
+        return x_e, cond, x_s, torch.cat([cond, x_e], dim=1)
+
+    x_e, c_e, x_s, c_s = networks(read.train, showers, energies)
+    del showers
+    v_e, vc_e, v_s, vc_s = networks(read.val, *thresholded(read.val))
+    return FactorizedSet(
+        energy=NetworkData(x_e, c_e, v_e, vc_e, float(x_e.std())),
+        shape=NetworkData(x_s, c_s, v_s, vc_s, float(x_s.std())),
+        preprocessing=preprocessing,
+        threshold_mev=threshold,
+        detectors=read.detectors,
+        particle=read.particle,
+        calibrated=read.calibrated,
+        files=read.files,
     )

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from caloforge.data.factorized import FractionTransform, LayerTransform
 from caloforge.errors import SpecError
 
 DEFAULT_EPS = 1e-9
@@ -228,22 +229,31 @@ class ConditionTransform:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Everything a model needs to go between physical showers and its tensors."""
+    """Everything a model needs to go between physical showers and its tensors.
 
-    shower: ShowerTransform
+    The ``calodit`` family transforms whole showers (``shower``); the factorised family
+    transforms layer energies (``layers``) and within-layer fractions (``fractions``,
+    :mod:`caloforge.data.factorized`).
+    """
+
+    shower: ShowerTransform | None
     conditions: ConditionTransform
     mesh_shape: tuple[int, int, int]  # (Z, A, R) of the showers
+    layers: LayerTransform | None = None
+    fractions: FractionTransform | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (saved beside the weights)."""
         return {
-            "shower": asdict(self.shower),
+            **({"shower": asdict(self.shower)} if self.shower else {}),
             "conditions": {
                 "energy_range_mev": list(self.conditions.energy_range_mev),
                 "theta_range": list(self.conditions.theta_range),
                 "detectors": list(self.conditions.detectors),
             },
             "mesh_shape": list(self.mesh_shape),
+            **({"layers": self.layers.to_dict()} if self.layers else {}),
+            **({"fractions": self.fractions.to_dict()} if self.fractions else {}),
         }
 
     @classmethod
@@ -256,13 +266,15 @@ class Preprocessing:
         try:
             cond = data["conditions"]
             return cls(
-                ShowerTransform(**data["shower"]),
+                ShowerTransform(**data["shower"]) if "shower" in data else None,
                 ConditionTransform(
                     tuple(cond["energy_range_mev"]),
                     tuple(cond["theta_range"]),
                     tuple(cond["detectors"]),
                 ),
                 tuple(int(v) for v in data["mesh_shape"]),  # type: ignore[arg-type]
+                LayerTransform.from_dict(data["layers"]) if "layers" in data else None,
+                FractionTransform.from_dict(data["fractions"]) if "fractions" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"malformed preprocessing description: {exc}") from None

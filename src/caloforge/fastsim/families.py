@@ -12,6 +12,7 @@ To add a family: an entry in :data:`FAMILIES`, its generation in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from caloforge.data.transforms import Preprocessing
 from caloforge.diffusion.precond import EDMPrecond
@@ -35,12 +36,21 @@ class ModelFamily:
     description: str
 
 
+CALODIT = "calodit"
+FACTORIZED = "factorized"
+
 FAMILIES: dict[str, ModelFamily] = {
-    "calodit": ModelFamily(
-        "calodit",
+    CALODIT: ModelFamily(
+        CALODIT,
         ("shower",),
         "one CaloDiT EDM denoiser of the preprocessed voxel energies, conditioned on energy, "
         "angles and detector",
+    ),
+    FACTORIZED: ModelFamily(
+        FACTORIZED,
+        ("energy", "shape"),
+        "energy apart from shape: an EDM denoiser of the layer energies, then a CaloDiT of "
+        "the within-layer fractions conditioned on them; each layer rescaled to its energy",
     ),
 }
 
@@ -65,20 +75,26 @@ def family_of(record: ModelRecord) -> ModelFamily:
     return family
 
 
-def build_network(network: NetworkRecord, preprocessing: Preprocessing) -> EDMPrecond:
+def network_shape(family: str, part: str, preprocessing: Preprocessing) -> dict[str, Any]:
+    """What a part's backbone must fit: its input shape and condition width."""
+    n_cond, mesh = preprocessing.conditions.n_cond, tuple(preprocessing.mesh_shape)
+    if family == FACTORIZED and part == "energy":
+        return {"dim": mesh[0], "n_cond": n_cond}
+    if family == FACTORIZED:  # the shape model also sees the Z layer logits
+        return {"mesh_shape": mesh, "n_cond": n_cond + mesh[0]}
+    return {"mesh_shape": mesh, "n_cond": n_cond}
+
+
+def build_network(
+    family: str, part: str, network: NetworkRecord, preprocessing: Preprocessing
+) -> EDMPrecond:
     """A freshly initialised network: its backbone preset in EDM preconditioning.
 
     Raises:
         SpecError: for an unknown preset or option.
     """
-    backbone = build_model(
-        network.preset,
-        **{
-            "mesh_shape": tuple(preprocessing.mesh_shape),
-            "n_cond": preprocessing.conditions.n_cond,
-            **network.options,
-        },
-    )
+    shape = network_shape(family, part, preprocessing)
+    backbone = build_model(network.preset, **{**shape, **network.options})
     return EDMPrecond(backbone, sigma_data=network.sigma_data)
 
 
@@ -86,5 +102,6 @@ def build_networks(record: ModelRecord) -> dict[str, EDMPrecond]:
     """Every network of a record, freshly initialised, by part name."""
     family = family_of(record)
     return {
-        part: build_network(record.networks[part], record.preprocessing) for part in family.parts
+        part: build_network(family.name, part, record.networks[part], record.preprocessing)
+        for part in family.parts
     }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,13 @@ import torch
 import yaml
 
 from caloforge.atomic import write_json_atomic, write_text_atomic
-from caloforge.config import RunConfig, config_to_dict, load_config
-from caloforge.data.datasets import load_training_set
+from caloforge.config import RunConfig, TrainConfig, config_to_dict, load_config
+from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import SpecError
+from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
 from caloforge.fastsim.model import FastSimModel
-from caloforge.fastsim.record import ModelRecord, NetworkRecord, TrainingRecord
+from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, TrainingRecord
 from caloforge.train import distributed
 from caloforge.train.checkpoint import latest_checkpoint
 from caloforge.train.loop import train
@@ -119,6 +120,59 @@ def resolve_config(
     return config
 
 
+@dataclass(frozen=True)
+class _Pipeline:
+    """A model about to be trained: its record, and per part the tensors and settings."""
+
+    record: ModelRecord
+    parts: dict[str, tuple[NetworkData, TrainConfig]]
+    files: list[dict[str, Any]]
+
+
+def _calodit(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
+    """One CaloDiT of the whole shower."""
+    ts = load_training_set(
+        data, val_fraction=config.train.val_fraction, seed=config.train.seed, limit=limit
+    )
+    record = ModelRecord(
+        family=CALODIT,
+        networks={"shower": NetworkRecord(config.preset, dict(config.model), ts.sigma_data)},
+        preprocessing=ts.preprocessing,
+        detectors=ts.detectors,
+        particle=ts.particle,
+        calibrated=ts.calibrated,
+        diffusion=config.diffusion,
+        training=TrainingRecord(ts.files, config.train.steps),
+    )
+    tensors = NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)
+    return _Pipeline(record, {"shower": (tensors, config.train)}, ts.files)
+
+
+def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
+    """An energy model of the layer energies, and a shape model of the layer fractions."""
+    fs = load_factorized_set(
+        data, val_fraction=config.train.val_fraction, seed=config.train.seed, limit=limit
+    )
+    energy = NetworkRecord(
+        config.energy.preset, dict(config.energy.model), fs.energy.sigma_data, "energy.safetensors"
+    )
+    shape = NetworkRecord(
+        config.preset, dict(config.model), fs.shape.sigma_data, "shape.safetensors"
+    )
+    record = ModelRecord(
+        family=FACTORIZED,
+        networks={"energy": energy, "shape": shape},
+        preprocessing=fs.preprocessing,
+        detectors=fs.detectors,
+        particle=fs.particle,
+        calibrated=fs.calibrated,
+        diffusion=config.diffusion,
+        training=TrainingRecord(fs.files, config.train.steps),
+    )
+    parts = {"energy": (fs.energy, config.energy.train), "shape": (fs.shape, config.train)}
+    return _Pipeline(record, parts, fs.files)
+
+
 def fit(
     out: str | Path,
     data: Sequence[str | Path],
@@ -128,22 +182,32 @@ def fit(
     steps: int | None = None,
     resume: bool = False,
     limit: int | None = None,
+    part: str | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Train a model on shower files into the run folder ``out``, or resume the run there.
+
+    A pipeline of several networks (family ``factorized``) trains them one after the other,
+    each in its own subfolder (``out/energy``, ``out/shape``: checkpoints, ``metrics.csv``,
+    ``loss.png``); they learn from the Geant4 showers independently, so either may be trained
+    (or resumed) alone. The model in ``out`` is loadable from the start: a network not yet
+    trained has its initial weights.
 
     Args:
         out: the run folder.
         data: caloforge shower files (each detector gets a one-hot slot).
         config_path: a YAML :class:`~caloforge.config.RunConfig` (see ``configs/``).
         overrides: ``section.key=value`` settings over the config.
-        steps: optimiser steps (the one setting a resumed run may change).
+        steps: optimiser steps of the voxel network (the one setting a resumed run may
+            change).
         resume: continue the run in ``out``.
         limit: use only the first ``limit`` showers of each file.
+        part: train only this network of the pipeline (default: all).
         progress: show a progress bar.
 
     Raises:
-        SpecError: for bad settings or resume rules (see :func:`resolve_config`).
+        SpecError: for bad settings or resume rules (see :func:`resolve_config`), an unknown
+            family or part.
         DataError: for unreadable or incompatible training files.
         OutputError: if the run folder cannot be written.
     """
@@ -159,27 +223,21 @@ def fit(
             resume=resume,
             limit=limit,
         )
+        if config.family not in FAMILIES:
+            raise SpecError(
+                f"{config.family!r} is unknown; families: {', '.join(FAMILIES)}", subject="family"
+            )
+        parts = FAMILIES[config.family].parts
+        if part is not None and part not in parts:
+            raise SpecError(
+                f"{part!r} is not a network of a {config.family} model ({', '.join(parts)})",
+                subject="part",
+            )
         dist.barrier()  # every process has looked at the folder before the main one writes
-        training_set = load_training_set(
-            list(data),
-            val_fraction=config.train.val_fraction,
-            seed=config.train.seed,
-            limit=limit,
-        )
+        build = _factorized if config.family == FACTORIZED else _calodit
+        pipeline = build(config, list(data), limit)
         torch.manual_seed(config.train.seed)  # the same initial weights on every process
-        record = ModelRecord(
-            family="calodit",
-            networks={
-                "shower": NetworkRecord(config.preset, dict(config.model), training_set.sigma_data)
-            },
-            preprocessing=training_set.preprocessing,
-            detectors=training_set.detectors,
-            particle=training_set.particle,
-            calibrated=training_set.calibrated,
-            diffusion=config.diffusion,
-            training=TrainingRecord(training_set.files, config.train.steps),
-        )
-        model = FastSimModel.build(record)
+        model = FastSimModel.build(pipeline.record)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(
@@ -187,29 +245,67 @@ def fit(
             )
             write_json_atomic(
                 out / RUN_FILE,
-                {"data": [str(Path(p)) for p in data], "limit": limit, "files": training_set.files},
+                {"data": [str(Path(p)) for p in data], "limit": limit, "files": pipeline.files},
             )
+            if len(parts) > 1:
+                model = _start_pipeline(model, out)
         dist.barrier()
-
-        def export(ema: torch.nn.Module, step: int) -> None:
-            model.with_weights({"shower": ema}, completed_steps=step).save(out)
-
-        train(
-            model.net,
-            EDMLoss.from_config(training_set.sigma_data, config.diffusion),
-            training_set.x,
-            training_set.cond,
-            training_set.val_x,
-            training_set.val_cond,
-            config.train,
-            out,
-            dist=dist,
-            on_checkpoint=export,
-            progress=progress,
-        )
+        for name in parts if part is None else (part,):
+            tensors, settings = pipeline.parts[name]
+            model = _train_part(model, name, tensors, settings, config, out, dist, progress)
         # leave together: a process tearing its connections down while a peer still uses
         # them makes gloo abort that peer
         dist.barrier()
     finally:
         dist.close()
     return FitResult(out, config.train.steps, dist.is_main)
+
+
+def _start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:
+    """A pipeline's model in ``out`` from the start: the steps its networks already have there
+    are kept, the weights of those not yet written are the initial ones."""
+    missing = [p for p, n in model.record.networks.items() if not (out / n.weights).exists()]
+    if (out / META_FILE).exists():
+        done = ModelRecord.read(out / META_FILE).training.part_steps
+        model = replace(model, record=replace(
+            model.record, training=replace(model.record.training, part_steps=dict(done))
+        ))  # fmt: skip
+    model.save(out, parts=missing)
+    return model
+
+
+def _train_part(
+    model: FastSimModel,
+    part: str,
+    tensors: NetworkData,
+    settings: TrainConfig,
+    config: RunConfig,
+    out: Path,
+    dist: distributed.Distributed,
+    progress: bool,
+) -> FastSimModel:
+    """Train one network; its EMA weights are written into ``out`` at every checkpoint."""
+    run_dir = out / part if len(model.networks) > 1 else out
+    exported = model
+
+    def export(ema: torch.nn.Module, step: int) -> None:
+        nonlocal exported
+        exported = exported.with_trained(part, ema, step)
+        exported.save(out, parts=[part])
+
+    if progress and len(model.networks) > 1:
+        log.info("training the %s network", part)
+    ema = train(
+        model.networks[part],
+        EDMLoss.from_config(tensors.sigma_data, config.diffusion),
+        tensors.x,
+        tensors.cond,
+        tensors.val_x,
+        tensors.val_cond,
+        settings,
+        run_dir,
+        dist=dist,
+        on_checkpoint=export,
+        progress=progress,
+    )
+    return replace(exported, networks={**exported.networks, part: ema})  # type: ignore[dict-item]

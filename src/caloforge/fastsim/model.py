@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -24,15 +24,19 @@ from safetensors.torch import load_file, save_file
 from caloforge.atomic import atomic_file
 from caloforge.config import DiffusionConfig
 from caloforge.data.contract import voxel_threshold
+from caloforge.data.factorized import conserve_threshold
 from caloforge.data.transforms import Preprocessing
 from caloforge.diffusion.precond import ClampedDenoiser, Denoiser, EDMPrecond
 from caloforge.diffusion.samplers import SAMPLERS, ShowerNoise
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import DataError, SpecError
-from caloforge.fastsim.families import build_networks
+from caloforge.fastsim.families import FACTORIZED, build_networks
 from caloforge.fastsim.record import META_FILE, ModelRecord
 
 log = logging.getLogger(__name__)
+
+Sampling = Callable[[Denoiser, tuple[int, ...], torch.Tensor, ShowerNoise], torch.Tensor]
+"""``sample(denoiser, shape, cond, noise)``: one sampler run from each shower's own noise."""
 
 
 def shower_seeds(seed: int, indices: range) -> list[int]:
@@ -126,22 +130,30 @@ class FastSimModel:
         """The sampler settings the model was trained with."""
         return self.record.diffusion
 
-    def with_weights(
-        self, networks: Mapping[str, torch.nn.Module], completed_steps: int
-    ) -> FastSimModel:
-        """This model with other weights (e.g. a checkpoint's EMA), its record saying when."""
-        training = replace(self.record.training, completed_steps=completed_steps)
-        return FastSimModel(replace(self.record, training=training), dict(networks))  # type: ignore[arg-type]
+    def with_trained(self, part: str, net: torch.nn.Module, step: int) -> FastSimModel:
+        """This model with one network's weights replaced (e.g. by a checkpoint's EMA), its
+        record saying after how many steps."""
+        training = self.record.training
+        if len(self.record.networks) == 1:
+            training = replace(training, completed_steps=step)
+        else:
+            steps = {**training.part_steps, part: step}
+            voxel_part = list(self.record.networks)[-1]  # the network that makes the voxels
+            training = replace(training, part_steps=steps, completed_steps=steps.get(voxel_part))
+        networks = {**self.networks, part: net}
+        return FastSimModel(replace(self.record, training=training), networks)  # type: ignore[arg-type]
 
-    def save(self, directory: str | Path) -> None:
-        """Write the weights, then ``model.json``, into ``directory``, each atomically.
+    def save(self, directory: str | Path, parts: Iterable[str] | None = None) -> None:
+        """Write the weights of ``parts`` (default: all), then ``model.json``, into
+        ``directory``, each atomically.
 
         Raises:
             OutputError: if the directory cannot be written.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for part, net in self.networks.items():
+        for part in self.networks if parts is None else parts:
+            net = self.networks[part]
             state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
             with atomic_file(directory / self.record.networks[part].weights) as tmp:
                 save_file(state, tmp)
@@ -152,6 +164,8 @@ class FastSimModel:
         """The denoiser the samplers use: the network, its estimates kept within the range of
         the training data when that range was recorded (see :class:`ClampedDenoiser`)."""
         transform = self.preprocessing.shower
+        if transform is None:
+            raise DataError(f"a {self.record.family} model has no shower transform")
         if transform.max_value is None:  # a model trained before the range was recorded
             return self.net
         return ClampedDenoiser(self.net, transform.zero_level, transform.max_value)
@@ -215,29 +229,67 @@ class FastSimModel:
         kwargs: dict[str, Any] = {}
         if sampler == "heun-stochastic":
             kwargs.update({**trained.churn, **settings.churn})
-        batch = settings.batch_size
-        shape = (1, *self.preprocessing.mesh_shape)
+
+        def sample(
+            denoiser: Denoiser, shape: tuple[int, ...], cond: torch.Tensor, noise: ShowerNoise
+        ) -> torch.Tensor:
+            """One sampler run from pure noise of each shower's own stream: (b, *shape)."""
+            x_T = noise.randn(shape) * sigmas[0]
+            return SAMPLERS[sampler](denoiser, x_T, sigmas, cond=cond, noise=noise, **kwargs)
+
+        draw = self._factorized if self.record.family == FACTORIZED else self._calodit
         threshold, _ = voxel_threshold(self.record.calibrated)
-        self.net.eval()
-        denoiser = self.sampling_denoiser()
-        out = np.empty((len(energies), int(np.prod(shape))), dtype=np.float32)
-        for start in range(0, len(energies), batch):
-            stop = min(start + batch, len(energies))
+        for net in self.networks.values():
+            net.eval()
+        out = np.empty((len(energies), int(np.prod(self.preprocessing.mesh_shape))), np.float32)
+        for start in range(0, len(energies), settings.batch_size):
+            stop = min(start + settings.batch_size, len(energies))
             noise = ShowerNoise(seeds[start:stop])
-            x_T = noise.randn(shape) * sigmas[0]  # (b, 1, Z, A, R)
-            x_0 = SAMPLERS[sampler](
-                denoiser, x_T, sigmas, cond=cond[start:stop], noise=noise, **kwargs
-            )
-            showers = self.preprocessing.shower.inverse(
-                x_0.reshape(stop - start, -1).numpy(), energies[start:stop]
-            )
+            showers = draw(sample, cond[start:stop], energies[start:stop], noise, threshold)
             if not np.isfinite(showers).all():
                 raise DataError("the model produced non-finite energies (a broken model?)")
-            showers[showers < threshold] = 0.0
             out[start:stop] = showers
             if on_batch is not None:
                 on_batch(stop - start)
         return out
+
+    def _calodit(
+        self,
+        sample: Sampling,
+        cond: torch.Tensor,
+        energies: np.ndarray,
+        noise: ShowerNoise,
+        threshold: float,
+    ) -> np.ndarray:
+        """One batch of the ``calodit`` family: the whole shower from one denoiser."""
+        x_0 = sample(self.sampling_denoiser(), (1, *self.preprocessing.mesh_shape), cond, noise)
+        transform = self.preprocessing.shower
+        assert transform is not None  # checked by sampling_denoiser
+        showers = transform.inverse(x_0.reshape(len(energies), -1).numpy(), energies)
+        showers[showers < threshold] = 0.0
+        return showers
+
+    def _factorized(
+        self,
+        sample: Sampling,
+        cond: torch.Tensor,
+        energies: np.ndarray,
+        noise: ShowerNoise,
+        threshold: float,
+    ) -> np.ndarray:
+        """One batch of the factorised family: layer energies, then the shares of each layer's
+        voxels, rescaled to the layer energies; the threshold keeps every layer's energy."""
+        layers_t, fractions_t = self.preprocessing.layers, self.preprocessing.fractions
+        if layers_t is None or fractions_t is None:
+            raise DataError(f"a {FACTORIZED} model needs the layer and fraction transforms")
+        mesh = self.preprocessing.mesh_shape
+        x_e = sample(self.networks["energy"], (mesh[0],), cond, noise)  # (b, Z)
+        layers = layers_t.inverse(x_e.numpy(), energies)  # (b, Z) MeV
+        # the shape model sees the layer logits as in training: those of the decoded energies
+        layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
+        x_s = sample(self.networks["shape"], (1, *mesh), torch.cat([cond, layer_cond], 1), noise)
+        showers = fractions_t.inverse(x_s.reshape(len(energies), -1).numpy(), layers)
+        return conserve_threshold(showers, mesh, threshold)
 
 
 def default_model_dir() -> Path:

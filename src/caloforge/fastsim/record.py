@@ -54,12 +54,21 @@ class TrainingRecord:
     Attributes:
         files: per training file: ``path``, ``detector``, ``n_train``, ``n_val``.
         steps: optimiser steps the run was configured for.
-        completed_steps: steps done when the weights were written (None: not recorded).
+        completed_steps: steps done when the weights were written (None: not recorded); for
+            a pipeline of several networks, those of its voxel network.
+        part_steps: steps done by each network of a pipeline of several (empty otherwise).
     """
 
     files: list[dict[str, Any]]
     steps: int
     completed_steps: int | None = None
+    part_steps: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if not self.part_steps:
+            del out["part_steps"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class ModelRecord:
             "particle": self.particle,
             "calibrated": self.calibrated,
             "diffusion": config_to_dict(self.diffusion),
-            "training": dataclasses.asdict(self.training),
+            "training": self.training.to_dict(),
             **({"quality": dataclasses.asdict(self.quality)} if self.quality else {}),
             **self.extra,
         }
@@ -156,6 +165,7 @@ class ModelRecord:
                     files=list(training.get("files", [])),
                     steps=int(training["steps"]),
                     completed_steps=training.get("completed_steps"),
+                    part_steps=dict(training.get("part_steps", {})),
                 ),
                 quality=Quality(**quality) if quality else None,
                 extra={k: v for k, v in data.items() if k not in known},

@@ -40,6 +40,9 @@ class CaloDiTConfig:
     mlp_ratio: float = 4.0  # hidden width of the block MLPs, in units of D
     n_cond: int = 7  # width of cond: energy, theta, sin phi, cos phi + a 3-slot detector one-hot
     dropout: float = 0.0  # on attention weights and on the attention and MLP outputs
+    # the final layer's shift and scale depend on the token's position as well as on the
+    # conditioning (CaloDiT-2): a token whose voxels span one radial bin knows which one
+    final_position: bool = False
 
     def __post_init__(self) -> None:
         # YAML gives lists: store tuples so that configs compare and hash.
@@ -232,5 +235,8 @@ class CaloDiT(nn.Module):
         c = self.noise_embedder(c_noise) + self.cond_embedder(cond)  # (B, D)
         for block in self.blocks:
             x = block(x, c)  # (B, N, D)
-        x = self.final_layer(x, c)  # (B, N, pz * pa * pr)
+        if self.config.final_position:
+            x = self.final_layer(x, c[:, None, :] + self.pos_embed)  # (B, N, pz * pa * pr)
+        else:
+            x = self.final_layer(x, c)  # (B, N, pz * pa * pr)
         return self.unpatchify(x)  # (B, 1, Z, A, R)

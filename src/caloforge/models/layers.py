@@ -258,7 +258,11 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, out_dim)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, N, D) and conditioning (B, D) -> (B, N, out_dim)."""
+        """Tokens (B, N, D) and conditioning (B, D), or one per token (B, N, D) ->
+        (B, N, out_dim)."""
+        if c.ndim == 3:  # per token: shift and scale depend on the token's position too
+            shift, scale = self.adaLN_modulation.linear(self.adaLN_modulation.act(c)).chunk(2, -1)
+            return self.linear(self.norm_final(x) * (1 + scale) + shift)  # (B, N, out_dim)
         shift, scale = self.adaLN_modulation(c)  # 2 x (B, D)
         x = modulate(self.norm_final(x), shift, scale)  # (B, N, D)
         return self.linear(x)  # (B, N, out_dim)

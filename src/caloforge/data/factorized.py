@@ -1,0 +1,234 @@
+"""Energy apart from shape: layer energies and within-layer fractions, and their transforms.
+
+The factorised models (CaloFlow, CaloDREAM, CaloDiffusion 2.0) generate a shower in two steps:
+a small model draws the energy of each layer, a voxel model draws how each layer's energy is
+shared among its voxels, and every generated layer is rescaled to its generated energy. Layer
+and total energies are then exactly the energy model's, whatever the voxel model does.
+
+Layer energies (Z layers, ``E_i`` in MeV, ``E_inc`` the incident energy)::
+
+    u_0     = sum_i E_i / (scale * E_inc)              # total response, in (0, 1)
+    u_{i+1} = E_i / sum_{j >= i} E_j,  i < Z - 1       # CaloFlow's fractions of what is left
+    x       = (logit(alpha + (1 - 2 alpha) u) - mean) / std     # per dimension
+
+Within-layer fractions (``f_v = E_v / E_layer(v)``, 0 in an empty layer)::
+
+    y = (logit(alpha + (1 - 2 alpha) f) - mean_v) / std_v       # per voxel
+
+Both transforms are bounded: a fraction never leaves [0, 1], so a denoising error cannot become
+a voxel holding more than its layer (an unbounded ``log(E)`` turns small errors into large
+energies). Showers are thresholded before the fit, so the layer energies the energy model
+learns are those the evaluation sees; :func:`conserve_threshold` applies the threshold to
+generated showers without losing layer energy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from caloforge.errors import SpecError
+
+ALPHA = 1e-6
+"""The logit's margin (CaloDREAM's, CaloDiffusion's)."""
+STD_FLOOR = 1e-3
+"""Smallest standard deviation of a transformed dimension (a voxel that is always empty)."""
+
+
+def _logit(u: np.ndarray, alpha: float) -> np.ndarray:
+    p = alpha + (1 - 2 * alpha) * np.clip(u, 0.0, 1.0)
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(x: np.ndarray, alpha: float) -> np.ndarray:
+    p = 0.5 * (1.0 + np.tanh(0.5 * x))  # the logistic function, without overflow
+    return np.clip((p - alpha) / (1 - 2 * alpha), 0.0, 1.0)
+
+
+def layer_energies(showers: np.ndarray, mesh_shape: tuple[int, int, int]) -> np.ndarray:
+    """Energy of each z layer: showers (N, Z * A * R) -> (N, Z), float64."""
+    z = mesh_shape[0]
+    return showers.reshape(len(showers), z, -1).sum(axis=2, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class LayerTransform:
+    """Layer energies <-> the energy model's Z standardised logits (see the module doc).
+
+    Attributes:
+        scale: ``u_0 = E_tot / (scale * E_inc)``: 1.5 times the largest training response.
+        mean, std: per dimension (Z values each) of the logits.
+        alpha: the logit's margin.
+    """
+
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    alpha: float = ALPHA
+
+    @staticmethod
+    def fractions(layers: np.ndarray, energies: np.ndarray, scale: float) -> np.ndarray:
+        """(N, Z) layer energies -> (N, Z) values in [0, 1]: u_0 and the Z - 1 fractions."""
+        total = layers.sum(axis=1)  # (N,)
+        left = np.cumsum(layers[:, ::-1], axis=1)[:, ::-1]  # (N, Z): sum_{j >= i} E_j
+        u = np.zeros_like(layers, dtype=np.float64)
+        u[:, 0] = total / (scale * energies)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(left[:, :-1] > 0, layers[:, :-1] / left[:, :-1], 0.0)
+        u[:, 1:] = ratio
+        return np.clip(u, 0.0, 1.0)
+
+    @classmethod
+    def fit(cls, layers: np.ndarray, energies: np.ndarray, alpha: float = ALPHA) -> LayerTransform:
+        """Fit on training layer energies (N, Z) and incident energies (N,)."""
+        response = layers.sum(axis=1) / energies
+        if not np.isfinite(response).all() or response.max(initial=0.0) <= 0:
+            raise SpecError("cannot fit the layer transform: the showers hold no energy")
+        scale = 1.5 * float(response.max())
+        x = _logit(cls.fractions(layers, energies, scale), alpha)  # (N, Z)
+        std = np.maximum(x.std(axis=0), STD_FLOOR)
+        return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha)
+
+    def forward(self, layers: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Layer energies (N, Z) in MeV -> standardised logits (N, Z), float32."""
+        x = _logit(self.fractions(layers, energies, self.scale), self.alpha)
+        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def inverse(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Standardised logits (N, Z) -> layer energies (N, Z) in MeV, never negative."""
+        x = np.asarray(values, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+        u = _expit(x, self.alpha)  # (N, Z)
+        left = u[:, 0] * self.scale * energies  # (N,): the total
+        out = np.zeros_like(u)
+        for i in range(u.shape[1] - 1):
+            out[:, i] = u[:, i + 1] * left
+            left = left - out[:, i]
+        out[:, -1] = left
+        return np.clip(out, 0.0, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerTransform:
+        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FractionTransform:
+    """Voxel energies <-> standardised logits of their fraction of their layer, per voxel.
+
+    Attributes:
+        mesh_shape: (Z, A, R).
+        mean, std: per voxel (Z * A * R values each) of the logits.
+        alpha: the logit's margin.
+    """
+
+    mesh_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    alpha: float = ALPHA
+
+    def fractions(self, showers: np.ndarray) -> np.ndarray:
+        """(N, V) voxel energies -> (N, V) fractions of their layer (0 in an empty layer)."""
+        n, z = len(showers), self.mesh_shape[0]
+        by_layer = np.clip(showers, 0.0, None).reshape(n, z, -1).astype(np.float64)
+        sums = by_layer.sum(axis=2, keepdims=True)  # (N, Z, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(sums > 0, by_layer / sums, 0.0)
+        return f.reshape(n, -1)
+
+    @classmethod
+    def fit(
+        cls, showers: np.ndarray, mesh_shape: tuple[int, int, int], alpha: float = ALPHA
+    ) -> FractionTransform:
+        """Fit the per-voxel mean and std on training showers (N, V)."""
+        empty = cls(tuple(mesh_shape), (), (), alpha)  # type: ignore[arg-type]
+        total = np.zeros(showers.shape[1])
+        total_sq = np.zeros(showers.shape[1])
+        for start in range(0, len(showers), 1000):  # chunks: no float64 copy of the set
+            x = _logit(empty.fractions(showers[start : start + 1000]), alpha)
+            total += x.sum(axis=0)
+            total_sq += np.square(x).sum(axis=0)
+        n = max(len(showers), 1)
+        mean = total / n
+        std = np.maximum(np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)), STD_FLOOR)
+        return cls(tuple(mesh_shape), tuple(mean.tolist()), tuple(std.tolist()), alpha)  # type: ignore[arg-type]
+
+    def forward(self, showers: np.ndarray) -> np.ndarray:
+        """Voxel energies (N, V) -> standardised logits (N, V), float32."""
+        x = _logit(self.fractions(showers), self.alpha)
+        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def inverse(self, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        """Standardised logits (N, V) and layer energies (N, Z) -> voxel energies (N, V) in MeV.
+
+        Each layer's fractions are normalised to 1 and scaled to the layer's energy, so the
+        layer energies are exactly ``layers``. A layer whose every fraction came out 0 gets
+        its energy in its voxel of largest logit.
+        """
+        n, z = len(values), self.mesh_shape[0]
+        x = np.asarray(values, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+        f = _expit(x, self.alpha).reshape(n, z, -1)  # (N, Z, A*R)
+        sums = f.sum(axis=2, keepdims=True)
+        dead = (sums[..., 0] <= 0) & (layers > 0)  # (N, Z)
+        if dead.any():
+            best = x.reshape(n, z, -1).argmax(axis=2)  # (N, Z)
+            rows, cols = np.nonzero(dead)
+            f[rows, cols, best[rows, cols]] = 1.0
+            sums = f.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(sums > 0, f / sums, 0.0)
+        return (f * layers[..., None]).reshape(n, -1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mesh_shape": list(self.mesh_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "alpha": self.alpha,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FractionTransform:
+        shape = tuple(int(v) for v in data["mesh_shape"])
+        if len(data["mean"]) != math.prod(shape) or len(data["std"]) != math.prod(shape):
+            raise SpecError("the fraction transform's mean and std do not match its mesh")
+        return cls(shape, tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]))  # type: ignore[arg-type]
+
+
+def conserve_threshold(
+    showers: np.ndarray, mesh_shape: tuple[int, int, int], threshold: float
+) -> np.ndarray:
+    """Zero the voxels below ``threshold`` and give their energy to the layer's survivors.
+
+    The survivors of each layer are scaled up (never below the threshold again) so that the
+    layer keeps its energy; a layer with no survivor but at least ``threshold`` of energy puts
+    it all in its largest voxel; a layer below the threshold is zeroed, as a read-out would.
+    (CaloDiffusion's ``apply_mask_conserveE``, layer by layer.)
+
+    Args:
+        showers: (N, V) voxel energies in MeV.
+        mesh_shape: (Z, A, R).
+        threshold: in MeV.
+
+    Returns:
+        (N, V) float32.
+    """
+    n, z = len(showers), mesh_shape[0]
+    x = np.clip(np.asarray(showers, dtype=np.float64), 0.0, None).reshape(n, z, -1)
+    layers = x.sum(axis=2)  # (N, Z)
+    kept = np.where(x >= threshold, x, 0.0)
+    survivors = kept.sum(axis=2)  # (N, Z)
+    none = (survivors <= 0) & (layers >= threshold)
+    if none.any():
+        rows, cols = np.nonzero(none)
+        best = x[rows, cols].argmax(axis=1)
+        kept[rows, cols, best] = layers[rows, cols]
+        survivors = kept.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(survivors > 0, layers / survivors, 0.0)  # >= 1
+    return (kept * factor[..., None]).reshape(n, -1).astype(np.float32)
