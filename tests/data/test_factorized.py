@@ -10,6 +10,7 @@ from caloforge.data.factorized import (
     LayerTransform,
     conserve_threshold,
     layer_energies,
+    rescale_layers,
 )
 
 MESH = (6, 4, 3)
@@ -76,3 +77,13 @@ def test_threshold_of_a_spread_layer_goes_to_its_largest_voxel() -> None:
     out = conserve_threshold(shower, MESH, 0.5)
     assert out[0, 11] == pytest.approx(1.3)
     assert out[0, :11].sum() == 0
+
+
+def test_rescaled_layers_keep_shapes_and_take_the_new_energies() -> None:
+    showers, _ = _showers()
+    layers = layer_energies(showers, MESH)
+    new = layers * np.random.default_rng(3).uniform(0.5, 2.0, layers.shape)
+    out = rescale_layers(showers, MESH, new)
+    np.testing.assert_allclose(layer_energies(out, MESH), new, rtol=1e-5)
+    f = FractionTransform.fit(showers, MESH)
+    np.testing.assert_allclose(f.fractions(out), f.fractions(showers), atol=1e-6)

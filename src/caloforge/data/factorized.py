@@ -232,3 +232,16 @@ def conserve_threshold(
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(survivors > 0, layers / survivors, 0.0)  # >= 1
     return (kept * factor[..., None]).reshape(n, -1).astype(np.float32)
+
+
+def rescale_layers(
+    showers: np.ndarray, mesh_shape: tuple[int, int, int], layers: np.ndarray
+) -> np.ndarray:
+    """Showers (N, V) with each layer's voxels scaled to the energies ``layers`` (N, Z): their
+    shapes kept, their layer energies replaced. A layer that was empty stays empty."""
+    n, z = len(showers), mesh_shape[0]
+    x = np.clip(np.asarray(showers, dtype=np.float64), 0.0, None).reshape(n, z, -1)
+    sums = x.sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(sums > 0, layers[..., None] / sums, 0.0)
+    return (x * factor).reshape(n, -1).astype(np.float32)

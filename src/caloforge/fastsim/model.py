@@ -183,6 +183,7 @@ class FastSimModel:
         batch_size: int | None = None,
         allow_extrapolation: bool = False,
         allow_spare_slot: bool = False,
+        layers: np.ndarray | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Showers for the given conditions, in MeV as the training files (raw or calibrated).
@@ -201,6 +202,8 @@ class FastSimModel:
             steps, batch_size: shorthands replacing those of ``settings``.
             allow_extrapolation: allow conditions outside the trained ranges.
             allow_spare_slot: an unknown detector gets the spare one-hot slot.
+            layers: (N, Z) layer energies in MeV to share out instead of the energy model's
+                (``factorized`` family; a diagnostic: the shape model alone).
             on_batch: called with the number of showers after each batch.
 
         Returns:
@@ -238,6 +241,10 @@ class FastSimModel:
             return SAMPLERS[sampler](denoiser, x_T, sigmas, cond=cond, noise=noise, **kwargs)
 
         draw = self._factorized if self.record.family == FACTORIZED else self._calodit
+        if layers is not None and (draw == self._calodit or layers.shape[0] != len(energies)):
+            raise SpecError(
+                f"layer energies (N, Z) are for a {FACTORIZED} model, one row per shower"
+            )
         threshold, _ = voxel_threshold(self.record.calibrated)
         for net in self.networks.values():
             net.eval()
@@ -245,7 +252,8 @@ class FastSimModel:
         for start in range(0, len(energies), settings.batch_size):
             stop = min(start + settings.batch_size, len(energies))
             noise = ShowerNoise(seeds[start:stop])
-            showers = draw(sample, cond[start:stop], energies[start:stop], noise, threshold)
+            given = None if layers is None else layers[start:stop]
+            showers = draw(sample, cond[start:stop], energies[start:stop], noise, threshold, given)
             if not np.isfinite(showers).all():
                 raise DataError("the model produced non-finite energies (a broken model?)")
             out[start:stop] = showers
@@ -260,8 +268,11 @@ class FastSimModel:
         energies: np.ndarray,
         noise: ShowerNoise,
         threshold: float,
+        layers: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One batch of the ``calodit`` family: the whole shower from one denoiser."""
+        """One batch of the ``calodit`` family: the whole shower from one denoiser (it has no
+        layer energies to be given: ``layers`` is always None here)."""
+        del layers
         x_0 = sample(self.sampling_denoiser(), (1, *self.preprocessing.mesh_shape), cond, noise)
         transform = self.preprocessing.shower
         assert transform is not None  # checked by sampling_denoiser
@@ -276,15 +287,18 @@ class FastSimModel:
         energies: np.ndarray,
         noise: ShowerNoise,
         threshold: float,
+        layers: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One batch of the factorised family: layer energies, then the shares of each layer's
-        voxels, rescaled to the layer energies; the threshold keeps every layer's energy."""
+        """One batch of the factorised family: layer energies (or ``layers``, given), then the
+        shares of each layer's voxels, rescaled to the layer energies; the threshold keeps
+        every layer's energy."""
         layers_t, fractions_t = self.preprocessing.layers, self.preprocessing.fractions
         if layers_t is None or fractions_t is None:
             raise DataError(f"a {FACTORIZED} model needs the layer and fraction transforms")
         mesh = self.preprocessing.mesh_shape
-        x_e = sample(self.networks["energy"], (mesh[0],), cond, noise)  # (b, Z)
-        layers = layers_t.inverse(x_e.numpy(), energies)  # (b, Z) MeV
+        if layers is None:
+            x_e = sample(self.networks["energy"], (mesh[0],), cond, noise)  # (b, Z)
+            layers = layers_t.inverse(x_e.numpy(), energies)  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
         layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
         x_s = sample(self.networks["shape"], (1, *mesh), torch.cat([cond, layer_cond], 1), noise)

@@ -1,0 +1,189 @@
+"""Fidelity of a model against held-out Geant4 showers, with the diagnostics that split the blame.
+
+The held-out Geant4 set is cut in two halves, A and B, of the same size. Everything is compared
+with B (``caloforge.evaluate.compare``, the default settings of ``caloforge evaluate``, which
+add their own Geant4-vs-Geant4 baseline), at the conditions of A:
+
+- ``model``: the model's showers.
+- ``G4 layers + model shapes`` (factorised models): A's own layer energies, shared out by the
+  shape model, so only the shape model is judged.
+- ``model layers + G4 shapes``: A's showers with each layer rescaled to the model's layer
+  energy, so only the energy model is judged.
+- ``Geant4 (A)``: A itself, the floor.
+
+Then the acceptance checks of issue 14, per energy decade: E_tot/E_inc mean (within 1 %) and
+relative width (within 10 %), mean longitudinal and radial profiles (within 10 % where a bin
+holds > 0.1 % of the energy), separation powers of E_ratio and every layer energy (within 3x
+the baseline), AUC high (<= 0.75) and FPD (<= 3x the baseline).
+
+    python benchmarks/fidelity.py --model runs/factorized [--reference data/siw-test.h5]
+        [-n 10000] [--results benchmarks/results/fidelity_NAME.md] [--no-diagnostics]
+
+``-n`` is the size of the held-out set used (A and B get half each). Needs the held-out file
+of ``scripts/make-datasets.sh``; a seed never used in training (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from caloforge.config import EvaluationConfig
+from caloforge.data.contract import voxel_threshold
+from caloforge.data.factorized import layer_energies, rescale_layers
+from caloforge.data.readers import read_showers
+from caloforge.data.showers import ShowerData
+from caloforge.evaluate import Comparison, compare
+from caloforge.fastsim import load_model, shower_seeds
+from caloforge.fastsim.families import FACTORIZED
+
+ROOT = Path(__file__).resolve().parents[1]
+DECADES = ((1.0, 10.0), (10.0, 100.0), (100.0, 1000.0))  # GeV, [low, high)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One acceptance check: what, the value, the limit, passed."""
+
+    name: str
+    value: str
+    limit: str
+    ok: bool
+
+
+def _like(data: ShowerData, showers: np.ndarray) -> ShowerData:
+    """``data`` with other voxels (same conditions, binning and attributes)."""
+    return ShowerData(data.energies, showers, data.binning, data.theta, data.phi, data.attrs)
+
+
+def _split(data: ShowerData, n: int) -> tuple[ShowerData, ShowerData]:
+    half = n // 2
+    parts = []
+    for sl in (slice(0, half), slice(half, 2 * half)):
+        theta = None if data.theta is None else data.theta[sl]
+        phi = None if data.phi is None else data.phi[sl]
+        showers = np.asarray(data.showers[sl], dtype=np.float32)
+        parts.append(ShowerData(data.energies[sl], showers, data.binning, theta, phi, data.attrs))
+    return parts[0], parts[1]
+
+
+def _profiles(showers: np.ndarray, mesh: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean longitudinal and radial energy fractions, (Z,) and (R,)."""
+    x = np.asarray(showers, dtype=np.float64).reshape(len(showers), *mesh)
+    z, r = x.sum(axis=(2, 3)).mean(axis=0), x.sum(axis=(1, 2)).mean(axis=0)
+    return z / z.sum(), r / r.sum()
+
+
+def acceptance(
+    ref: ShowerData, gen: ShowerData, result: Comparison, mesh: tuple[int, int, int]
+) -> list[Check]:
+    """Issue 14's checks of ``gen`` against ``ref`` (same conditions), per energy decade."""
+    checks = []
+    for lo, hi in DECADES:
+        m = (ref.energies >= lo * 1e3) & (ref.energies < hi * 1e3)
+        if m.sum() < 50:  # too few showers in this decade to judge it
+            continue
+        r_ref = ref.showers[m].sum(axis=1, dtype=np.float64) / ref.energies[m]
+        r_gen = gen.showers[m].sum(axis=1, dtype=np.float64) / gen.energies[m]
+        mean = r_gen.mean() / r_ref.mean() - 1
+        width = (r_gen.std() / r_gen.mean()) / (r_ref.std() / r_ref.mean()) - 1
+        tag = f"{lo:g}-{hi:g} GeV"
+        checks.append(Check(f"E_tot/E_inc mean, {tag}", f"{mean:+.2%}", "within 1 %", abs(mean) <= 0.01))  # fmt: skip
+        checks.append(Check(f"E_tot/E_inc rel. width, {tag}", f"{width:+.1%}", "within 10 %", abs(width) <= 0.10))  # fmt: skip
+        for name, (p_ref, p_gen) in zip(
+            ("longitudinal", "radial"),
+            zip(_profiles(ref.showers[m], mesh), _profiles(gen.showers[m], mesh), strict=True),
+            strict=True,
+        ):
+            big = p_ref > 1e-3
+            worst = float(np.max(np.abs(p_gen[big] / p_ref[big] - 1)))
+            checks.append(Check(f"{name} profile, {tag}", f"{worst:.1%} worst bin", "within 10 %", worst <= 0.10))  # fmt: skip
+    base = result.baseline
+    sep_base = base.separation_power if base else {}
+    names = [k for k in result.separation_power if k == "e_ratio" or k.startswith("e_layer_")]
+    ratios = {k: result.separation_power[k] / max(sep_base.get(k, 0.0), 1e-12) for k in names}
+    worst = max(ratios, key=lambda k: ratios[k])
+    checks.append(Check("sep. power E_ratio and layer energies / baseline", f"{ratios[worst]:.2f}x ({worst})", "<= 3x", ratios[worst] <= 3))  # fmt: skip
+    if result.auc_high is not None:
+        checks.append(Check("AUC high", result.auc_high.format(), "<= 0.75", result.auc_high.value <= 0.75))  # fmt: skip
+    if result.fpd is not None and base is not None and base.fpd is not None:
+        ratio = result.fpd.value / max(base.fpd.value, 1e-12)
+        checks.append(Check("FPD / baseline", f"{ratio:.2f}x", "<= 3x", ratio <= 3))
+    return checks
+
+
+def _section(title: str, result: Comparison, seconds: float) -> list[str]:
+    return [f"### {title} ({seconds:.0f} s)", "", result.markdown(), ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="'default' or a model/run folder")
+    parser.add_argument("--reference", default="data/siw-test.h5")
+    parser.add_argument("-n", type=int, default=10_000, help="held-out showers used (A + B)")
+    parser.add_argument("--seed", type=int, default=1, help="sampler seed")
+    parser.add_argument("--results", type=Path, help="Markdown file for the tables")
+    parser.add_argument("--no-diagnostics", action="store_true", help="the model only")
+    args = parser.parse_args()
+
+    model = load_model(args.model)
+    data = read_showers(ROOT / args.reference, stop=args.n)
+    threshold, _ = voxel_threshold(model.record.calibrated)
+    a, b = _split(data, min(args.n, len(data)))
+    for part in (a, b):
+        part.showers[part.showers < threshold] = 0.0  # as the evaluation will
+    mesh = model.preprocessing.mesh_shape
+    detector = str(data.attrs["detector_name"])
+    config = EvaluationConfig()
+    seeds = shower_seeds(args.seed, range(len(a)))
+
+    def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
+        start = time.perf_counter()
+        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers)  # type: ignore[arg-type]
+        return _like(a, showers), time.perf_counter() - start
+
+    lines = [
+        f"## {args.model} against {args.reference} ({len(a)} vs {len(b)} held-out showers)",
+        "",
+        f"Command: `python benchmarks/fidelity.py --model {args.model} --reference "
+        f"{args.reference} -n {args.n}`. Every comparison is against half B, at the conditions "
+        "of half A; the right column is each comparison's own Geant4-vs-Geant4 baseline.",
+        "",
+    ]
+    generated, seconds = sample()
+    start = time.perf_counter()
+    result = compare(b, generated, config)
+    lines += _section(f"model ({seconds:.0f} s sampling)", result, time.perf_counter() - start)
+    checks = acceptance(a, generated, result, mesh)
+    if not args.no_diagnostics:
+        start = time.perf_counter()
+        floor = compare(b, a, config)
+        lines += _section("Geant4 (A) vs Geant4 (B)", floor, time.perf_counter() - start)
+        hybrid = _like(a, rescale_layers(a.showers, mesh, layer_energies(generated.showers, mesh)))
+        start = time.perf_counter()
+        lines += _section("model layers + G4 shapes", compare(b, hybrid, config), time.perf_counter() - start)  # fmt: skip
+        if model.record.family == FACTORIZED:
+            shapes, _ = sample(layers=layer_energies(a.showers, mesh))
+            start = time.perf_counter()
+            lines += _section("G4 layers + model shapes", compare(b, shapes, config), time.perf_counter() - start)  # fmt: skip
+    lines += [
+        "### Acceptance (issue 14), model vs its own conditions' Geant4 (A)",
+        "",
+        "| check | value | limit | passed |",
+        "|---|---|---|---|",
+        *(f"| {c.name} | {c.value} | {c.limit} | {'yes' if c.ok else 'NO'} |" for c in checks),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.results:
+        args.results.write_text(text)
+        print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
