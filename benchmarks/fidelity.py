@@ -149,9 +149,12 @@ def main() -> None:
     lines = [
         f"## {args.model} against {args.reference} ({len(a)} vs {len(b)} held-out showers)",
         "",
-        f"Command: `python benchmarks/fidelity.py --model {args.model} --reference "
-        f"{args.reference} -n {args.n}`. Every comparison is against half B, at the conditions "
-        "of half A; the right column is each comparison's own Geant4-vs-Geant4 baseline.",
+        (
+            f"Command: `python benchmarks/fidelity.py --model {args.model} --reference "
+            f"{args.reference} -n {args.n}`. Every comparison is against half B, at the "
+            "conditions of half A; the right column is each comparison's own Geant4-vs-Geant4 "
+            "baseline."
+        ),
         "",
     ]
     generated, seconds = sample()
