@@ -106,8 +106,8 @@ def acceptance(
     sep_base = base.separation_power if base else {}
     names = [k for k in result.separation_power if k == "e_ratio" or k.startswith("e_layer_")]
     ratios = {k: result.separation_power[k] / max(sep_base.get(k, 0.0), 1e-12) for k in names}
-    worst = max(ratios, key=lambda k: ratios[k])
-    checks.append(Check("sep. power E_ratio and layer energies / baseline", f"{ratios[worst]:.2f}x ({worst})", "<= 3x", ratios[worst] <= 3))  # fmt: skip
+    name = max(ratios, key=lambda k: ratios[k])
+    checks.append(Check("sep. power E_ratio and layer energies / baseline", f"{ratios[name]:.2f}x ({name})", "<= 3x", ratios[name] <= 3))  # fmt: skip
     if result.auc_high is not None:
         checks.append(Check("AUC high", result.auc_high.format(), "<= 0.75", result.auc_high.value <= 0.75))  # fmt: skip
     if result.fpd is not None and base is not None and base.fpd is not None:
@@ -120,6 +120,74 @@ def _section(title: str, result: Comparison, seconds: float) -> list[str]:
     return [f"### {title} ({seconds:.0f} s)", "", result.markdown(), ""]
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """What :func:`fidelity` measured: the model's comparison, the diagnostics', the checks."""
+
+    model: Comparison
+    diagnostics: dict[str, Comparison]
+    checks: list[Check]
+    sampling_s: float
+    text: str
+
+
+def fidelity(
+    model_dir: str, reference: str, n: int, *, seed: int = 1, diagnostics: bool = True
+) -> Fidelity:
+    """The model in ``model_dir`` against the first ``n`` showers of ``reference`` (see above)."""
+    model = load_model(model_dir)
+    data = read_showers(ROOT / reference, stop=n)
+    threshold, _ = voxel_threshold(model.record.calibrated)
+    a, b = _split(data, min(n, len(data)))
+    for part in (a, b):
+        part.showers[part.showers < threshold] = 0.0  # as the evaluation will
+    mesh = model.preprocessing.mesh_shape
+    detector = str(data.attrs["detector_name"])
+    config = EvaluationConfig()
+    seeds = shower_seeds(seed, range(len(a)))
+
+    def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
+        start = time.perf_counter()
+        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers)  # type: ignore[arg-type]
+        return _like(a, showers), time.perf_counter() - start
+
+    lines = [
+        f"## {model_dir} against {reference} ({len(a)} vs {len(b)} held-out showers)",
+        "",
+        (
+            f"Command: `python benchmarks/fidelity.py --model {model_dir} --reference "
+            f"{reference} -n {n}`. Every comparison is against half B, at the "
+            "conditions of half A; the right column is each comparison's own Geant4-vs-Geant4 "
+            "baseline."
+        ),
+        "",
+    ]
+    generated, sampling = sample()
+    start = time.perf_counter()
+    result = compare(b, generated, config)
+    lines += _section(f"model ({sampling:.0f} s sampling)", result, time.perf_counter() - start)
+    checks = acceptance(a, generated, result, mesh)
+    found: dict[str, Comparison] = {}
+    if diagnostics:
+        hybrid = _like(a, rescale_layers(a.showers, mesh, layer_energies(generated.showers, mesh)))
+        cases = {"Geant4 (A) vs Geant4 (B)": a, "model layers + G4 shapes": hybrid}
+        if model.record.family == FACTORIZED:
+            cases["G4 layers + model shapes"] = sample(layers=layer_energies(a.showers, mesh))[0]
+        for title, showers in cases.items():
+            start = time.perf_counter()
+            found[title] = compare(b, showers, config)
+            lines += _section(title, found[title], time.perf_counter() - start)
+    lines += [
+        "### Acceptance (issue 14), model vs its own conditions' Geant4 (A)",
+        "",
+        "| check | value | limit | passed |",
+        "|---|---|---|---|",
+        *(f"| {c.name} | {c.value} | {c.limit} | {'yes' if c.ok else 'NO'} |" for c in checks),
+        "",
+    ]
+    return Fidelity(result, found, checks, sampling, "\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="'default' or a model/run folder")
@@ -129,62 +197,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="Markdown file for the tables")
     parser.add_argument("--no-diagnostics", action="store_true", help="the model only")
     args = parser.parse_args()
-
-    model = load_model(args.model)
-    data = read_showers(ROOT / args.reference, stop=args.n)
-    threshold, _ = voxel_threshold(model.record.calibrated)
-    a, b = _split(data, min(args.n, len(data)))
-    for part in (a, b):
-        part.showers[part.showers < threshold] = 0.0  # as the evaluation will
-    mesh = model.preprocessing.mesh_shape
-    detector = str(data.attrs["detector_name"])
-    config = EvaluationConfig()
-    seeds = shower_seeds(args.seed, range(len(a)))
-
-    def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
-        start = time.perf_counter()
-        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers)  # type: ignore[arg-type]
-        return _like(a, showers), time.perf_counter() - start
-
-    lines = [
-        f"## {args.model} against {args.reference} ({len(a)} vs {len(b)} held-out showers)",
-        "",
-        (
-            f"Command: `python benchmarks/fidelity.py --model {args.model} --reference "
-            f"{args.reference} -n {args.n}`. Every comparison is against half B, at the "
-            "conditions of half A; the right column is each comparison's own Geant4-vs-Geant4 "
-            "baseline."
-        ),
-        "",
-    ]
-    generated, seconds = sample()
-    start = time.perf_counter()
-    result = compare(b, generated, config)
-    lines += _section(f"model ({seconds:.0f} s sampling)", result, time.perf_counter() - start)
-    checks = acceptance(a, generated, result, mesh)
-    if not args.no_diagnostics:
-        start = time.perf_counter()
-        floor = compare(b, a, config)
-        lines += _section("Geant4 (A) vs Geant4 (B)", floor, time.perf_counter() - start)
-        hybrid = _like(a, rescale_layers(a.showers, mesh, layer_energies(generated.showers, mesh)))
-        start = time.perf_counter()
-        lines += _section("model layers + G4 shapes", compare(b, hybrid, config), time.perf_counter() - start)  # fmt: skip
-        if model.record.family == FACTORIZED:
-            shapes, _ = sample(layers=layer_energies(a.showers, mesh))
-            start = time.perf_counter()
-            lines += _section("G4 layers + model shapes", compare(b, shapes, config), time.perf_counter() - start)  # fmt: skip
-    lines += [
-        "### Acceptance (issue 14), model vs its own conditions' Geant4 (A)",
-        "",
-        "| check | value | limit | passed |",
-        "|---|---|---|---|",
-        *(f"| {c.name} | {c.value} | {c.limit} | {'yes' if c.ok else 'NO'} |" for c in checks),
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
+    report = fidelity(
+        args.model, args.reference, args.n, seed=args.seed, diagnostics=not args.no_diagnostics
+    )
+    print(report.text)
     if args.results:
-        args.results.write_text(text)
+        args.results.write_text(report.text)
         print(f"wrote {args.results}")
 
 
