@@ -88,3 +88,18 @@ def test_the_headline_is_defined_once_and_shown_everywhere(
     assert fpd_shown in table
     assert fpd_shown in markdown
     assert result.fpd.format(1e3, plus_minus="&plusmn;") in html
+
+
+def test_the_verdict_follows_the_worse_auc() -> None:
+    def result(low: float | None, high: float) -> Comparison:
+        entry = {"n_reference": 10, "n_generated": 10, "separation_power": {"e_ratio": 0.0}}
+        entry["separation_power_summary"] = {"mean": 0.0}
+        entry["auc_high"] = {"value": high, "error": 0.01}
+        if low is not None:
+            entry["auc_low"] = {"value": low, "error": 0.01}
+        return Comparison.from_metrics(entry)
+
+    assert result(0.55, 0.58).verdict() == "GOOD"
+    assert result(0.55, 0.7).verdict() == "FAIR"
+    assert result(0.9, 0.58).verdict() == "POOR"
+    assert result(None, 0.58).verdict() == "POOR"  # no low-level AUC: not shown to be good

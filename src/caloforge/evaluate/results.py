@@ -63,6 +63,10 @@ HEADLINE: tuple[HeadlineMetric, ...] = (
 )
 """The headline metrics, in display order."""
 
+VERDICTS = ((0.6, "GOOD"), (0.75, "FAIR"))
+"""A model's verdict from its worse classifier AUC: at most 0.6 GOOD, at most 0.75 FAIR, else
+POOR (the CaloChallenge dataset-2 entries below 0.6 are the state of the art)."""
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -169,6 +173,15 @@ class Comparison:
             )
         )
         return rows
+
+    def verdict(self) -> str:
+        """GOOD if both classifier AUCs are at most 0.6, FAIR if at most 0.75, else POOR
+        (the worse of the two decides; a missing AUC counts as 1)."""
+        worst = max(1.0 if m is None else m.value for m in (self.auc_low, self.auc_high))
+        for limit, word in VERDICTS:
+            if worst <= limit:
+                return word
+        return "POOR"
 
     def table(self) -> str:
         """The headline as plain text: one row per metric, beside the Geant4 baseline."""
