@@ -6,8 +6,10 @@ par04-siw, one process) for photons of 10 and 100 GeV at theta = pi/2; the speed
 Geant4 / model at the same energy. Model and Geant4 alternate, and each number is the
 minimum over ``--repeats`` runs, so slow phases of a shared machine do not favour either.
 
-    python benchmarks/sampling_speed.py [--model default] [--repeats 2]
+    python benchmarks/sampling_speed.py [--model default [runs/factorized ...]] [--repeats 2]
         [--out benchmarks/results/sampling_speed.md]
+
+Several ``--model`` are timed side by side, in turn within each repeat.
 
 The model's cost does not depend on the energy (same network, same steps); Geant4's grows
 linearly with it.
@@ -70,33 +72,34 @@ def _geant4_ms() -> dict[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", nargs="+", default=["default"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/sampling_speed.md")
     args = parser.parse_args()
-    model_ms: dict[int, float] = {}
+    model_ms: dict[tuple[str, int], float] = {}
     g4_ms: dict[float, float] = {}
     for _ in range(args.repeats):
         for energy, value in run_in_geant4_process(_geant4_ms).items():
             g4_ms[energy] = min(value, g4_ms.get(energy, math.inf))
-        for batch, n in BATCHES.items():
-            value = _model_ms(args.model, batch, n, 50.0)
-            model_ms[batch] = min(value, model_ms.get(batch, math.inf))
+        for name in args.model:
+            for batch, n in BATCHES.items():
+                value = _model_ms(name, batch, n, 50.0)
+                model_ms[name, batch] = min(value, model_ms.get((name, batch), math.inf))
     lines = [
         "# Sampling speed: model vs Geant4 (wall ms per shower, this machine)",
         "",
         (
             f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); model `{args.model}`; minimum of "
-            f"{args.repeats} alternating runs. Reproduce: `python benchmarks/sampling_speed.py`."
+            f"({torch.get_num_threads()} threads); minimum of {args.repeats} alternating runs. "
+            f"Reproduce: `python benchmarks/sampling_speed.py --model {' '.join(args.model)}`."
         ),
         "",
-        "| model batch | model ms/shower | Geant4 10 GeV | speed-up | Geant4 100 GeV | speed-up |",
-        "|---|---|---|---|---|---|",
+        "| model | batch | model ms/shower | Geant4 10 GeV | speed-up | Geant4 100 GeV | speed-up |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for batch, ms in model_ms.items():
+    for (name, batch), ms in model_ms.items():
         lines.append(
-            f"| {batch} | {ms:.1f} | {g4_ms[10.0]:.1f} | {g4_ms[10.0] / ms:.2f} | "
+            f"| {name} | {batch} | {ms:.1f} | {g4_ms[10.0]:.1f} | {g4_ms[10.0] / ms:.2f} | "
             f"{g4_ms[100.0]:.0f} | {g4_ms[100.0] / ms:.2f} |"
         )
     text = "\n".join(lines) + "\n"
