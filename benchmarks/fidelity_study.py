@@ -8,18 +8,18 @@ Arms (``--arms``, comma-separated):
   (configs/factorized-cpu.yaml: calodit-layers, 3x16x1, position-aware final layer);
 - ``factorized-layers-nopos``: the same without the position-aware final layer.
 
-Each arm gets ``--minutes`` of wall time on this machine (its energy model's training
-included): the voxel network trains 100 steps, its time per step is read from its
-``metrics.csv``, and the run is resumed to the number of steps that fills the budget (the
-change falls in the warm-up, so the learning-rate schedule is the one of that length). Then
-``benchmarks/fidelity.py`` evaluates every arm on the same held-out showers. Every stage resumes:
-run the same command again after an interruption.
+Each arm gets the same compute: ``--minutes`` of this machine's time, its energy model's
+training included. The time of one training step of each arm's networks is measured first,
+side by side (alternating, median of 3 rounds of 5 steps, batch as configured), so the budget
+does not depend on what else ran while an arm trained; the arm then trains for the steps that
+fill its budget. Then ``benchmarks/fidelity.py`` evaluates every arm on the same held-out
+showers. Every stage resumes: run the same command again after an interruption.
 
     python benchmarks/fidelity_study.py [--minutes 40] [--arms control,factorized-layers]
         [--data data/siw-train-a.h5 ...] [--reference data/siw-test.h5] [-n 10000]
         [--runs runs/fidelity-study] [--results benchmarks/results/fidelity_study.md]
 
-Run nothing else on the machine meanwhile: the budget is wall time.
+The step times are recorded with the results; the wall time each arm took is recorded too.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import argparse
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fidelity import fidelity  # benchmarks/fidelity.py
@@ -44,7 +45,7 @@ ARMS = {
         "model.final_position=false",
     ],
 }
-PROBE_STEPS = 100
+PROBE_STEPS = 100  # the least any network trains
 
 
 def _caloforge(*args: object) -> None:
@@ -65,30 +66,76 @@ def _progress(metrics_csv: Path) -> tuple[int, float]:
     return step, total + previous
 
 
-def train_arm(name: str, run: Path, data: list[str], minutes: float) -> dict[str, float]:
-    """Train one arm to its budget; returns its steps and minutes."""
+def _step_seconds(arms: list[str], rounds: int = 3, steps: int = 5) -> dict[str, dict[str, float]]:
+    """Seconds per training step of each arm's networks, timed side by side on random data of
+    the 45 x 16 x 9 mesh (the cost does not depend on the values)."""
+    import statistics
+
+    import torch
+
+    from caloforge.config import RunConfig, load_config
+    from caloforge.diffusion.loss import EDMLoss
+    from caloforge.diffusion.precond import EDMPrecond
+    from caloforge.models.registry import build_model
+    from caloforge.train.loop import make_optimizer
+
+    mesh, n_cond = (45, 16, 9), 7
+    nets = {}
+    for name in arms:
+        args = ARMS[name]
+        overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        if "--preset" in args:
+            overrides.append(f"preset={args[args.index('--preset') + 1]}")
+        config = load_config(RunConfig, ROOT / args[1], overrides)
+        factorized = config.family == "factorized"
+        shape = {"mesh_shape": mesh, "n_cond": n_cond + (45 if factorized else 0)}
+        nets[name, "voxels"] = (build_model(config.preset, **shape, **config.model), config.train)
+        if factorized:
+            energy = build_model(config.energy.preset, dim=45, n_cond=n_cond, **config.energy.model)
+            nets[name, "energy"] = (energy, config.energy.train)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in nets}
+    for _ in range(rounds):
+        for key, (backbone, train) in nets.items():
+            net = EDMPrecond(backbone, sigma_data=1.0)
+            opt = make_optimizer(net, train)
+            loss_fn = EDMLoss(sigma_data=1.0)
+            dims = (45,) if key[1] == "energy" else (1, *mesh)
+            x = torch.randn(train.batch_size, *dims)
+            cond = torch.randn(train.batch_size, int(backbone.config.n_cond))  # type: ignore[union-attr]
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = loss_fn(net, x, cond).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            times[key].append((time.perf_counter() - start) / steps)
+    out: dict[str, dict[str, float]] = {name: {} for name in arms}
+    for (name, part), values in times.items():
+        out[name][part] = statistics.median(values)
+    return out
+
+
+def train_arm(
+    name: str, run: Path, data: list[str], minutes: float, seconds: dict[str, float]
+) -> dict[str, float]:
+    """Train one arm for its budget of compute; returns its steps and wall minutes."""
     base = ["train", *ARMS[name], "--data", *data, "--out", run, "--no-progress"]
-    factorized = name.startswith("factorized")
+    factorized = "energy" in seconds
+    energy_steps = 0
+    if factorized:  # the energy model's schedule, as configured (a no-op once done)
+        resume = ["--resume"] if (run / "config.yaml").exists() else []
+        _caloforge(*base, *resume, "--part", "energy", "--steps", PROBE_STEPS)
+        energy_steps = _progress(run / "energy" / "metrics.csv")[0]
+    budget = minutes * 60 - energy_steps * seconds.get("energy", 0.0)
+    steps = max(PROBE_STEPS, round(budget / seconds["voxels"]))
     voxel_dir = run / "shape" if factorized else run
-    energy_s = 0.0
-
-    def resume() -> list[str]:
-        return ["--resume"] if (run / "config.yaml").exists() else []
-
-    if factorized:  # the energy model to the end of its schedule (a no-op once done)
-        first = [] if resume() else ["--steps", str(PROBE_STEPS)]
-        _caloforge(*base, *resume(), "--part", "energy", *first)
-        energy_s = _progress(run / "energy" / "metrics.csv")[1]
+    resume = ["--resume"] if (run / "config.yaml").exists() else []
     part = ["--part", "shape"] if factorized else []
-    done, seconds = _progress(voxel_dir / "metrics.csv")
-    if done < PROBE_STEPS:
-        _caloforge(*base, *resume(), *part, "--steps", PROBE_STEPS)
-        done, seconds = _progress(voxel_dir / "metrics.csv")
-    steps = max(PROBE_STEPS, round((minutes * 60 - energy_s) / (seconds / done)))
-    if done < steps:
-        _caloforge(*base, "--resume", *part, "--steps", steps)
-    done, seconds = _progress(voxel_dir / "metrics.csv")
-    return {"steps": done, "minutes": (seconds + energy_s) / 60, "energy_minutes": energy_s / 60}
+    if _progress(voxel_dir / "metrics.csv")[0] < steps:
+        _caloforge(*base, *resume, *part, "--steps", steps)
+    done, wall = _progress(voxel_dir / "metrics.csv")
+    energy_wall = _progress(run / "energy" / "metrics.csv")[1] if factorized else 0.0
+    return {"steps": done, "minutes": (wall + energy_wall) / 60}
 
 
 def main() -> None:
@@ -107,10 +154,12 @@ def main() -> None:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
+    seconds = _step_seconds(arms)
+    print(f"seconds per training step: {seconds}", flush=True)
     rows, sections = [], []
     for name in arms:
         run = ROOT / args.runs / name
-        budget = train_arm(name, run, args.data, args.minutes)
+        budget = train_arm(name, run, args.data, args.minutes, seconds[name])
         report = fidelity(str(run), args.reference, args.n)
         m, shapes = report.model, report.diagnostics.get("G4 layers + model shapes")
         base = m.baseline
@@ -136,7 +185,8 @@ def main() -> None:
                 f"-n {args.n}`. Training data: {', '.join(args.data)}; evaluation: "
                 f"{args.n} held-out showers of {args.reference} (seed 2, never trained on), "
                 "half A's conditions against half B. FPD x 10^3. 'G4 layers + shapes': the "
-                "shape model alone, given Geant4's layer energies."
+                "shape model alone, given Geant4's layer energies. Seconds per training step, "
+                f"timed side by side: {seconds}; 'minutes' is the wall time each arm took."
             ),
             "",
             (
