@@ -101,7 +101,7 @@ def _step_seconds(arms: list[str], rounds: int = 3, steps: int = 5) -> dict[str,
             loss_fn = EDMLoss(sigma_data=1.0)
             dims = (45,) if key[1] == "energy" else (1, *mesh)
             x = torch.randn(train.batch_size, *dims)
-            cond = torch.randn(train.batch_size, int(backbone.config.n_cond))  # type: ignore[union-attr]
+            cond = torch.randn(train.batch_size, int(backbone.config.n_cond))  # type: ignore[union-attr,arg-type]
             start = time.perf_counter()
             for _ in range(steps):
                 loss = loss_fn(net, x, cond).mean()
