@@ -405,9 +405,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if result.is_main:
-        print(
-            f"trained {result.steps} steps; model in {args.out} (caloforge sample --model {args.out})"
-        )
+        print(f"{result.describe()}; model in {args.out} (caloforge sample --model {args.out})")
     return 0
 
 

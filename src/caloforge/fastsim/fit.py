@@ -46,13 +46,19 @@ class FitResult:
 
     Attributes:
         out: the run folder (also a model directory).
-        steps: the optimiser steps the run now has.
+        steps: per network trained by this call, the optimiser steps it now has.
         is_main: whether this process is the main one (the one that reports).
     """
 
     out: Path
-    steps: int
+    steps: dict[str, int]
     is_main: bool
+
+    def describe(self) -> str:
+        """One line: what was trained."""
+        if list(self.steps) == ["shower"]:
+            return f"trained {self.steps['shower']} steps"
+        return "trained " + ", ".join(f"the {p} network {n} steps" for p, n in self.steps.items())
 
 
 def _flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
@@ -250,15 +256,17 @@ def fit(
             if len(parts) > 1:
                 model = _start_pipeline(model, out)
         dist.barrier()
+        trained = {}
         for name in parts if part is None else (part,):
             tensors, settings = pipeline.parts[name]
             model = _train_part(model, name, tensors, settings, config, out, dist, progress)
+            trained[name] = settings.steps
         # leave together: a process tearing its connections down while a peer still uses
         # them makes gloo abort that peer
         dist.barrier()
     finally:
         dist.close()
-    return FitResult(out, config.train.steps, dist.is_main)
+    return FitResult(out, trained, dist.is_main)
 
 
 def _start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:
