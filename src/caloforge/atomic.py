@@ -21,8 +21,14 @@ from typing import Any
 from caloforge.errors import OutputError
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def os_reason(exc: OSError) -> str:
+    """One line for a file-system error: ``"No space left on device"``, not a library's dump."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return (exc.strerror or str(exc)).splitlines()[0]
+
+
+_reason = os_reason
 
 
 def check_output(path: str | Path, *, overwrite: bool = False, directory: bool = False) -> None:

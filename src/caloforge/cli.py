@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -611,18 +612,39 @@ def _message(exc: CaloforgeError, flags: dict[str, str]) -> str:
     return text
 
 
+def _quiet_unraisable(unraisable: Any) -> None:
+    """HDF5 objects that cannot be freed on a full disk complain during garbage collection;
+    the error the user gets already says why. Everything else is reported as usual."""
+    if isinstance(unraisable.exc_value, OSError) and "h5py" in repr(unraisable.object):
+        log.debug("ignored while freeing an HDF5 object: %s", unraisable.exc_value)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _exit_code(code: int) -> int:
+    """``code``, or the process ends here if HDF5 holds a file it could not close: its retry
+    at interpreter exit would crash (see :func:`caloforge.data.io.unclosed_hdf5`)."""
+    io = sys.modules.get("caloforge.data.io")
+    if io is not None and io.unclosed_hdf5():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (1 for any user error, with one clear message)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    sys.unraisablehook = _quiet_unraisable
     try:
-        return int(args.func(args))
+        return _exit_code(int(args.func(args)))
     except CaloforgeError as exc:
         print(f"caloforge: error: {_message(exc, args.flags)}", file=sys.stderr)
-        return 1
+        return _exit_code(1)
     except KeyboardInterrupt:
         print("caloforge: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return _exit_code(130)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ values stored as JSON strings, readers that stream in chunks.
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,11 +19,60 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
-from caloforge.atomic import atomic_file
+from caloforge.atomic import atomic_file, os_reason
 from caloforge.data.contract import FORMAT_NAME, FORMAT_VERSION, KEYS
 from caloforge.errors import DataError, OutputError
 
 ROWS_PER_CHUNK = 100  # HDF5 chunk height (showers)
+_UNCLOSED: list[Path] = []
+_KEPT: list[h5py.File] = []  # files HDF5 failed on: freeing them could crash it (see below)
+
+
+def unclosed_hdf5() -> list[Path]:
+    """Output files that HDF5 failed to close (a full disk, a vanished file system).
+
+    After a failed write, closing or even freeing the file can crash HDF5 (a segmentation
+    fault), so such a file is kept open and referenced here; HDF5 would retry closing it when
+    the process exits, and may crash then. A front end that finds any here should report its
+    error and end the process without that retry (``os._exit``): the temporary file is
+    unlinked already, and nothing else is pending.
+    """
+    return list(_UNCLOSED)
+
+
+@contextmanager
+def _quiet_hdf5() -> Iterator[None]:
+    """Free, without their noise, the HDF5 objects a failed write or close leaves behind.
+
+    On a full disk, every HDF5 object freed afterwards fails to flush and prints a traceback
+    ("Exception ignored in h5py...ObjectID.__dealloc__") that says nothing the error raised
+    does not. They are freed here, within the block, with stderr set aside.
+    """
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            yield
+        finally:
+            gc.collect()
+
+
+def _keep(writer: ShowerWriter) -> None:
+    """Leave a file HDF5 failed on open and alive (see :func:`unclosed_hdf5`)."""
+    _UNCLOSED.append(writer.path)
+    _KEPT.append(writer.file)
+
+
+def _close(writer: ShowerWriter) -> None:
+    """Close the writer's file; if HDF5 cannot, keep it (see :func:`unclosed_hdf5`) and raise
+    the error (an OSError)."""
+    failure = None
+    with _quiet_hdf5():
+        try:
+            writer.file.close()
+        except OSError as exc:
+            failure = exc.errno, os_reason(exc)
+    if failure is not None:
+        _keep(writer)
+        raise OSError(*failure)
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,6 +123,7 @@ class ShowerWriter:
         self.n = n
         self.written = 0
         self.finished = False
+        self.broken = False  # a write failed: HDF5 must not touch the file again
         if n < 1:
             raise OutputError(f"{self.path}: nothing to write (no showers)")
         self._output = contextlib.ExitStack()
@@ -83,7 +135,7 @@ class ShowerWriter:
             self.file = h5py.File(self.tmp, "w", rdcc_nbytes=max(4 * chunk_bytes, 1 << 20))
         except OSError as exc:
             self._output.__exit__(type(exc), exc, None)
-            raise OutputError(f"cannot write {self.path}: {exc}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(exc)}") from None
         try:
             rows = min(ROWS_PER_CHUNK, n)
             kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -106,13 +158,18 @@ class ShowerWriter:
         if self.written + k > self.n or np.shape(showers) != (k, self.file["showers"].shape[1]):
             raise OutputError(f"{self.path}: rows of shape {np.shape(showers)} do not fit")
         sl = slice(self.written, self.written + k)
-        try:
-            self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
-            self.file["showers"][sl] = showers
-            self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
-            self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from None
+        failure = None
+        with _quiet_hdf5():
+            try:
+                self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
+                self.file["showers"][sl] = showers
+                self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
+                self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
+            except OSError as exc:
+                failure = os_reason(exc)
+        if failure is not None:
+            self.broken = True
+            raise OutputError(f"cannot write {self.path}: {failure}")
         self.written += k
 
     def close(self) -> None:
@@ -121,13 +178,13 @@ class ShowerWriter:
             return
         self.finished = True
         try:
-            self.file.close()
+            _close(self)
             if self.written != self.n:
                 raise OutputError(f"{self.path}: {self.written} of {self.n} showers written")
         except BaseException as exc:
             self._output.__exit__(type(exc), exc, None)  # drops the temporary file
             if isinstance(exc, OSError):
-                raise OutputError(f"cannot write {self.path}: {exc}") from None
+                raise OutputError(f"cannot write {self.path}: {os_reason(exc)}") from None
             raise
         self._output.close()  # the rename into place
 
@@ -136,7 +193,12 @@ class ShowerWriter:
         self.finished = True
         aborted = OutputError(f"{self.path}: writing aborted")
         try:
-            self.file.close()
+            if self.broken:  # closing after a failed write can crash HDF5
+                _keep(self)
+            else:
+                _close(self)
+        except OSError:
+            pass  # the error being handled says why; the temporary goes anyway
         finally:
             self._output.__exit__(OutputError, aborted, None)
 
