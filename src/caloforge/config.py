@@ -365,9 +365,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     tree: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SpecError(f"cannot read config {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"{path} is not a UTF-8 text file (a YAML config)") from None
         except yaml.YAMLError as exc:
             raise SpecError(f"{path} is not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):

@@ -225,9 +225,35 @@ def open_h5(path: str | Path) -> Iterator[h5py.File]:
     except OSError:
         raise DataError(f"{path}: not a readable HDF5 file (corrupt or another format)") from None
     try:
+        _check_self_contained(f, path)
         yield f
     finally:
         f.close()
+
+
+def _check_self_contained(group: h5py.Group, path: Path) -> None:
+    """Refuse a file whose content lives elsewhere: external links, external storage, virtual
+    datasets (a crafted file could make us read, and copy, any file of the system).
+
+    Raises:
+        DataError: naming the first such object.
+    """
+    for name in group:
+        link = group.get(name, getlink=True)
+        where = f"{group.name.rstrip('/')}/{name}"
+        if isinstance(link, h5py.ExternalLink):
+            raise DataError(f"{path}: {where} links to another file; shower files must be self-contained")  # fmt: skip
+        if isinstance(link, h5py.SoftLink):
+            continue  # points inside this file, at an object checked where it lives
+        try:
+            item = group[name]
+        except (KeyError, OSError):
+            raise DataError(f"{path}: {where} cannot be read (corrupt file?)") from None
+        if isinstance(item, h5py.Group):
+            _check_self_contained(item, path)
+        elif isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+            kind = "external storage" if item.external else "a virtual dataset"
+            raise DataError(f"{path}: {where} is {kind}; shower files must be self-contained")
 
 
 def check_layout(f: h5py.File, path: str | Path, *, require_angles: bool = False) -> int:

@@ -113,7 +113,7 @@ def resolve_config(
         requested = _flatten(config_to_dict(load_config(RunConfig, config_path, overrides)))
         given = {o.split("=", 1)[0].strip() for o in overrides}
         if config_path:  # readable: load_config has read it
-            given |= set(_flatten(yaml.safe_load(Path(config_path).read_text()) or {}))
+            given |= set(_flatten(yaml.safe_load(Path(config_path).read_text("utf-8")) or {}))
         saved = _flatten(config_to_dict(config))
         differ = sorted(k for k in given - {"train.steps"} if requested.get(k) != saved.get(k))
         if differ:

@@ -195,9 +195,11 @@ def load_detector(name_or_path: str) -> DetectorSpec:
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or path.exists():
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DetectorError(f"cannot read detector file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise DetectorError(f"{path} is not a UTF-8 text file (a YAML detector)") from None
         return detector_from_dict(_parse_yaml(text, str(path)), str(path))
     raise DetectorError(
         f"unknown detector {name_or_path!r}; built-in detectors: "
