@@ -113,3 +113,15 @@ def test_direct_step_reads_are_validated_and_give_identical_showers(siw):
         assert np.array_equal(a.voxels, b.voxels)
         assert a.active_mev == b.active_mev
     assert direct[0].voxels.sum() > 0
+
+
+def test_an_unphysical_sampling_fraction_is_an_error_not_a_number() -> None:
+    from caloforge.errors import DataError
+    from caloforge.simulate.calibrate import SamplingMeasurement, combine
+
+    good = SamplingMeasurement(10.0, 20, 0.03, 0.001, 0.03)
+    assert combine([good])[0] == pytest.approx(0.03)
+    for value in (0.0, float("nan"), 1.0):
+        bad = SamplingMeasurement(10.0, 20, value, 0.0, 0.0)
+        with pytest.raises(DataError, match="sampling fraction measured"):
+            combine([good, bad])

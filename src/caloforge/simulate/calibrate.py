@@ -14,6 +14,7 @@ import numpy as np
 
 from caloforge.config import CALIBRATION, SIMULATION
 from caloforge.data.specs import PrimarySpec, ValueSpec, draw_conditions
+from caloforge.errors import DataError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.simulate.process import run_in_geant4_process
@@ -85,7 +86,25 @@ def measure_sampling_fraction(
 
 
 def combine(measurements: list[SamplingMeasurement]) -> tuple[float, float]:
-    """Inverse-variance weighted mean and error over energies."""
+    """Inverse-variance weighted mean and error over energies.
+
+    Raises:
+        DataError: if a measurement is not a physical sampling fraction (not finite, or not
+            in (0, 1)): the showers left no energy in the active layers, or none at all.
+    """
+    for m in measurements:
+        if not (math.isfinite(m.value) and math.isfinite(m.error) and 0 < m.value < 1):
+            why = (
+                "the showers deposited nothing in the calorimeter"
+                if not math.isfinite(m.value)
+                else "the showers deposited nothing in the active layers"
+                if m.value <= 0
+                else "no energy reached the passive layers"
+            )
+            raise DataError(
+                f"the sampling fraction measured with {m.n} photons of {m.energy_gev:g} GeV is "
+                f"{m.value:g}: {why}; check the detector's slices and materials"
+            )
     values = np.array([m.value for m in measurements])
     errors = np.array([max(m.error, 1e-12) for m in measurements])
     w = 1.0 / errors**2
