@@ -9,6 +9,7 @@ naming the output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from caloforge.errors import OutputError
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, hex (recorded beside weights and checkpoints, checked on load)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def os_reason(exc: OSError) -> str:

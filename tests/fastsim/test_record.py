@@ -76,7 +76,20 @@ def test_saved_weights_are_the_models_and_the_record_says_when(tmp_path: Path) -
     later = model.with_trained("shower", model.net, 12345)
     later.save(tmp_path)
     again = load_model(tmp_path)
-    assert again.record == replace(
-        model.record, training=replace(model.record.training, completed_steps=12345)
-    )
+    expected = replace(model.record, training=replace(model.record.training, completed_steps=12345))
+    assert again.record == replace(expected, networks=again.record.networks)
+    shower = again.record.networks["shower"]
+    assert replace(shower, sha256=None) == model.record.networks["shower"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
+
+
+def test_saved_weights_carry_a_checksum_that_is_checked(tmp_path: Path) -> None:
+    load_model("default").save(tmp_path)
+    record = json.loads((tmp_path / META_FILE).read_text())
+    assert len(record["networks"]["shower"]["sha256"]) == 64
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF  # a flipped bit inside a tensor: the file still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="damaged"):
+        load_model(tmp_path)

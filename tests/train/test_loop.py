@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from caloforge.config import TrainConfig
+from caloforge.errors import DataError
 from caloforge.train.checkpoint import latest_checkpoint
 from caloforge.train.distributed import Distributed, setup
 from caloforge.train.loop import draw_batch, learning_rate, loss_figure, train
@@ -211,3 +212,33 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     ddp.load_state_dict(torch.load(out))
     _assert_same_weights(single, ddp, atol=1e-6)
     assert not torch.equal(single.net[0].weight, _net().net[0].weight)  # training moved them
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_resume_skips_a_damaged_checkpoint_for_the_intact_one_before(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    straight = _train(tmp_path / "straight")
+    run = tmp_path / "run"
+    _train(run)  # checkpoints at steps 3 and 6
+    weights = run / "checkpoints" / "step-0000006" / "ema.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # a bit flip deep inside a tensor: safetensors itself would not notice
+        data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        resumed = _train(run)  # resumes from step 3, redoes steps 4-6
+    assert "step-0000006" in caplog.text
+    assert "resuming from" in caplog.text
+    _assert_same_weights(straight, resumed)
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(run)
+    for path in (run / "checkpoints").glob("step-*/model.safetensors"):
+        path.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="no intact checkpoint"):
+        _train(run)

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from caloforge.atomic import atomic_file
+from caloforge.atomic import atomic_file, file_sha256
 from caloforge.config import DiffusionConfig
 from caloforge.data.contract import voxel_threshold
 from caloforge.data.factorized import conserve_threshold
@@ -152,11 +152,14 @@ class FastSimModel:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        networks = dict(self.record.networks)
         for part in self.networks if parts is None else parts:
             net = self.networks[part]
             state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-            with atomic_file(directory / self.record.networks[part].weights) as tmp:
+            with atomic_file(directory / networks[part].weights) as tmp:
                 save_file(state, tmp)
+                networks[part] = replace(networks[part], sha256=file_sha256(tmp))
+        self.record = replace(self.record, networks=networks)
         self.record.write(directory / META_FILE)
 
     @torch.no_grad()
@@ -329,6 +332,9 @@ def load_model(where: str | Path) -> FastSimModel:
             raise DataError(
                 f"{what}: the weights of its {part} network ({weights.name}) are missing"
             )
+        expected = record.networks[part].sha256
+        if expected is not None and file_sha256(weights) != expected:
+            raise DataError(f"{weights} is damaged (its checksum does not match {META_FILE})")
         try:
             net.load_state_dict(load_file(weights))
         except (OSError, RuntimeError, SafetensorError) as exc:

@@ -39,12 +39,14 @@ class NetworkRecord:
         options: overrides of the preset's fields.
         sigma_data: EDM's ``sigma_data`` of the network's (preprocessed) training data.
         weights: file of the weights in the model directory.
+        sha256: the weights file's SHA-256, checked on load (None: not recorded).
     """
 
     preset: str
     options: dict[str, Any]
     sigma_data: float
     weights: str = WEIGHTS_FILE
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,10 @@ class ModelRecord:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "family": self.family,
-            "networks": {name: dataclasses.asdict(n) for name, n in self.networks.items()},
+            "networks": {
+                name: {k: v for k, v in dataclasses.asdict(n).items() if v is not None}
+                for name, n in self.networks.items()
+            },
             "preprocessing": self.preprocessing.to_dict(),
             "detectors": self.detectors,
             "particle": self.particle,

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from caloforge.atomic import atomic_directory, write_text_atomic
+from caloforge.atomic import atomic_directory, file_sha256, write_text_atomic
 from caloforge.errors import DataError
 
 LATEST = "latest"
 KEEP = 2  # complete checkpoints kept
+_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -67,9 +69,9 @@ def save_checkpoint(
         save_file(_state(ema), tmp / "ema.safetensors")
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
-        (tmp / "state.json").write_text(
-            json.dumps({"step": step, "ema_updates": ema_updates, "optimizer": opt_meta}, indent=2)
-        )
+        sums = {name: file_sha256(tmp / name) for name in _FILES}
+        state = {"step": step, "ema_updates": ema_updates, "optimizer": opt_meta, "sha256": sums}
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
     write_text_atomic(directory / LATEST, final.name)
     complete = sorted(p for p in directory.glob("step-*") if p.is_dir())
     for old in complete[:-KEEP]:
@@ -77,6 +79,32 @@ def save_checkpoint(
     for stale in directory.glob(".step-*"):  # left by a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def checkpoints(directory: Path) -> list[Path]:
+    """The complete checkpoints (those with their ``state.json``, written last), newest
+    first."""
+    found = [p for p in directory.glob("step-*") if (p / "state.json").exists()]
+    return sorted(found, reverse=True)
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's ``state.json``, after checking its files against their recorded
+    SHA-256 (checkpoints written before checksums were recorded are only parsed).
+
+    Raises:
+        DataError: for a missing, unreadable or damaged file.
+    """
+    try:
+        state = json.loads((path / "state.json").read_text())
+        for name, expected in state.get("sha256", {}).items():
+            if file_sha256(path / name) != expected:
+                raise DataError(f"{path / name} is damaged (its checksum does not match)")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path} is damaged: {exc}") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise DataError(f"{path} is damaged: no step recorded")
+    return state
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -102,14 +130,14 @@ def load_checkpoint(
     Raises:
         DataError: for a missing or corrupt checkpoint.
     """
+    state = verify_checkpoint(path)
     try:
-        state = json.loads((path / "state.json").read_text())
         model.load_state_dict(load_file(path / "model.safetensors"))
         ema.load_state_dict(load_file(path / "ema.safetensors"))
         optimizer.load_state_dict(
             _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"])
         )
         torch.set_rng_state(load_file(path / "rng.safetensors")["torch"])
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
         raise DataError(f"cannot resume from {path}: {exc}") from None
     return int(state["step"]), int(state["ema_updates"])

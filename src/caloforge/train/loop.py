@@ -23,8 +23,8 @@ from torch import nn
 
 from caloforge.atomic import atomic_file
 from caloforge.config import TrainConfig
-from caloforge.errors import SpecError
-from caloforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from caloforge.errors import DataError, SpecError
+from caloforge.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from caloforge.train.distributed import Distributed
 from caloforge.train.ema import EMA
 
@@ -204,11 +204,7 @@ def train(
     optimizer = make_optimizer(net, config)
     ema = EMA(net, config.ema_decay)
     ckpt_dir = run_dir / "checkpoints"
-    step = 0
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        step, ema.updates = load_checkpoint(latest, net, ema.model, optimizer)
-        log.info("resuming from %s (step %d)", latest, step)
+    step = _resume(ckpt_dir, net, ema, optimizer)
     model = dist.wrap(net)
     csv_path = run_dir / "metrics.csv"
     if dist.is_main:
@@ -273,6 +269,33 @@ def train(
     if bar is not None:
         bar.close()
     return ema.model
+
+
+def _resume(ckpt_dir: Path, net: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer) -> int:
+    """Load the newest intact checkpoint (checksums verified); returns its step, 0 if none.
+
+    A damaged checkpoint (a full disk, a killed copy, a bit flip) is skipped for the one
+    before it, with a warning that names both.
+
+    Raises:
+        DataError: if there are checkpoints and none is intact.
+    """
+    found = checkpoints(ckpt_dir)
+    damaged = []
+    for path in found:
+        try:
+            step, ema.updates = load_checkpoint(path, net, ema.model, optimizer)
+        except DataError as exc:
+            damaged.append(str(exc))
+            continue
+        if damaged:
+            log.warning("skipped damaged checkpoints (%s); resuming from %s", "; ".join(damaged), path)  # fmt: skip
+        else:
+            log.info("resuming from %s (step %d)", path, step)
+        return step
+    if found:
+        raise DataError(f"no intact checkpoint in {ckpt_dir}: {'; '.join(damaged)}")
+    return 0
 
 
 def _truncate_csv(path: Path, step: int) -> None:
