@@ -9,6 +9,7 @@ naming the output.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -154,3 +155,42 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+@contextmanager
+def output_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on an output while it is made: a second run on the same output
+    (another process, another machine on the same file system) is refused, never interleaved.
+
+    A run directory (an existing directory) is locked through ``.lock`` inside it, which
+    stays; any other output through ``.NAME.lock`` beside it, removed on release. The lock
+    is the operating system's (``flock``): a killed run leaves none held.
+
+    Raises:
+        OutputError: if another run holds the lock, or the lock file cannot be made.
+    """
+    path = Path(path)
+    inside = path.is_dir()
+    lock = path / ".lock" if inside else path.with_name(f".{path.name}.lock")
+    while True:
+        try:
+            handle = lock.open("a")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise OutputError(f"another caloforge run is writing {path} right now") from None
+        try:  # the lock file may have been removed by its last holder meanwhile: lock anew
+            if os.fstat(handle.fileno()).st_ino == lock.stat().st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield
+    finally:
+        if not inside:
+            lock.unlink(missing_ok=True)
+        handle.close()

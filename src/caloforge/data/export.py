@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.atomic import check_output
+from caloforge.atomic import check_output, output_lock
 from caloforge.data.contract import (
     FORMAT_NAME,
     THRESHOLD_DATASETS_2_3_MEV,
@@ -177,7 +177,7 @@ def export_calochallenge(
     )
     done = 0
     try:
-        with ShowerWriter(out, n, n_voxels, out_attrs) as writer:
+        with output_lock(out), ShowerWriter(out, n, n_voxels, out_attrs) as writer:
             for energies, showers, theta, phi in iter_chunks(src, chunk_size):
                 _check_chunk(src, done, energies, showers, theta, phi)
                 calibrated = showers.astype(np.float64) / sampling_fraction  # (k, V)

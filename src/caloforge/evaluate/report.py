@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from caloforge.atomic import atomic_directory, check_output
+from caloforge.atomic import atomic_directory, check_output, output_lock
 from caloforge.config import EvaluationConfig
 from caloforge.data.showers import ShowerData
 from caloforge.evaluate.classifier import ClassifierResult, classifier_test
@@ -465,7 +465,7 @@ def _evaluate(
 
     if out_dir is None:
         return Comparison.from_metrics(_jsonable(run(None)))
-    with atomic_directory(out_dir, overwrite=overwrite) as work:
+    with output_lock(out_dir), atomic_directory(out_dir, overwrite=overwrite) as work:
         metrics = _jsonable(run(work))
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_index(work / "index.html", metrics)

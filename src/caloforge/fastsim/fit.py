@@ -12,8 +12,10 @@ runs :func:`fit`; the main one writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,11 +24,11 @@ from typing import Any
 import torch
 import yaml
 
-from caloforge.atomic import write_json_atomic, write_text_atomic
+from caloforge.atomic import os_reason, output_lock, write_json_atomic, write_text_atomic
 from caloforge.config import RunConfig, TrainConfig, config_to_dict, load_config
 from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
 from caloforge.diffusion.loss import EDMLoss
-from caloforge.errors import SpecError
+from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
 from caloforge.fastsim.model import FastSimModel
 from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, TrainingRecord
@@ -220,6 +222,15 @@ def fit(
     out = Path(out)
     dist = distributed.setup()
     try:
+        lock = contextlib.ExitStack()
+        if dist.is_main:  # one run per folder (the other processes of a DDP run are its own)
+            if not out.exists():  # a run refused before it wrote anything leaves no folder
+                lock.callback(_remove_if_unused, out)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot write {out}: {os_reason(exc)}") from None
+            lock.enter_context(output_lock(out))
         config = resolve_config(
             out,
             data,
@@ -266,7 +277,14 @@ def fit(
         dist.barrier()
     finally:
         dist.close()
+        lock.close()
     return FitResult(out, trained, dist.is_main)
+
+
+def _remove_if_unused(out: Path) -> None:
+    """Remove a run folder that holds nothing but its lock (the run stopped before writing)."""
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".lock"}:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:

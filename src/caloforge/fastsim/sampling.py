@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.atomic import check_output
+from caloforge.atomic import check_output, output_lock
 from caloforge.data.contract import shower_attributes
 from caloforge.data.io import ShowerWriter
 from caloforge.data.specs import PrimarySpec, draw_conditions
@@ -98,40 +98,43 @@ def sample_to_file(
     """
     out = Path(out)
     check_output(out, overwrite=overwrite)
-    settings = settings or SamplerSettings()
-    name = str(model) if not isinstance(model, FastSimModel) else "(in memory)"
-    if not isinstance(model, FastSimModel):
-        model = load_model(model)
-    if particle != model.record.particle:
-        raise SpecError(f"the model was trained on {model.record.particle} showers, not {particle}")
-    if detector not in model.detectors:
-        model.preprocessing.conditions.slot(detector)  # raises the clear error
-    n = len(conditions.energies)
-    showers = model.generate(
-        conditions.energies,
-        conditions.theta,
-        conditions.phi,
-        detector,
-        shower_seeds(seed, range(n)),
-        settings=settings,
-        allow_extrapolation=allow_extrapolation,
-        on_batch=on_batch,
-    )
-    attrs = shower_attributes(
-        detector=model.detectors[detector],
-        particle=particle,
-        **conditions.specs,
-        seed=seed,
-        n_showers=n,
-        calibrated=model.record.calibrated,
-        content=content,
-        generator={
-            "model": name,
-            "family": model.record.family,
-            "presets": {part: net.preset for part, net in model.record.networks.items()},
-            **settings.describe(model),
-        },
-    )
-    with ShowerWriter(out, n, showers.shape[1], attrs) as writer:
-        writer.write(conditions.energies, showers, conditions.theta, conditions.phi)
-    return out
+    with output_lock(out):
+        settings = settings or SamplerSettings()
+        name = str(model) if not isinstance(model, FastSimModel) else "(in memory)"
+        if not isinstance(model, FastSimModel):
+            model = load_model(model)
+        if particle != model.record.particle:
+            raise SpecError(
+                f"the model was trained on {model.record.particle} showers, not {particle}"
+            )
+        if detector not in model.detectors:
+            model.preprocessing.conditions.slot(detector)  # raises the clear error
+        n = len(conditions.energies)
+        showers = model.generate(
+            conditions.energies,
+            conditions.theta,
+            conditions.phi,
+            detector,
+            shower_seeds(seed, range(n)),
+            settings=settings,
+            allow_extrapolation=allow_extrapolation,
+            on_batch=on_batch,
+        )
+        attrs = shower_attributes(
+            detector=model.detectors[detector],
+            particle=particle,
+            **conditions.specs,
+            seed=seed,
+            n_showers=n,
+            calibrated=model.record.calibrated,
+            content=content,
+            generator={
+                "model": name,
+                "family": model.record.family,
+                "presets": {part: net.preset for part, net in model.record.networks.items()},
+                **settings.describe(model),
+            },
+        )
+        with ShowerWriter(out, n, showers.shape[1], attrs) as writer:
+            writer.write(conditions.energies, showers, conditions.theta, conditions.phi)
+        return out
