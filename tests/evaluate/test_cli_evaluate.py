@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from caloforge.cli import main
+from caloforge.errors import DataError
 from caloforge.geometry.mesh import MeshSpec
 
 SMALL = MeshSpec(n_z=6, n_phi=4, n_r=3)  # 72 voxels: a fast report
@@ -260,5 +261,38 @@ def test_small_generated_file_is_evaluated_with_notes(
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert "fpd" not in metrics
     assert "auc_high" in metrics  # 15 showers are enough for the classifier, not for FPD
-    assert "fpd" in metrics["baseline"]  # the reference still splits: 190 vs 50
+    # the reference still splits (190 vs 50), but 50 showers are too few for the FPD of the
+    # small mesh's features either: refused and said, never printed as a result
+    assert "fpd" not in metrics["baseline"]
+    assert any(note.startswith("baseline: FPD not computed") for note in metrics["notes"])
     assert any("FPD" in note for note in metrics["notes"])
+
+
+def test_distances_from_too_few_showers_are_refused_not_printed(
+    make_caloforge_file, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two 50-shower files: FPD's batches (25 to 50 showers) are no larger than the features,
+    so it is refused with the number of showers it needs."""
+    ref = _file(make_caloforge_file, tmp_path / "a.h5", n=50, seed=1)
+    gen = _file(make_caloforge_file, tmp_path / "b.h5", n=50, seed=2)
+    code, stdout, stderr = _run(
+        capsys, "--reference", ref, "--generated", gen, "--out", tmp_path / "r", *FAST
+    )
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "fpd" not in metrics
+    assert any("showers per file" in note for note in metrics["notes"])
+    assert "note: whole file: FPD not computed" in stdout
+
+
+def test_a_failed_fpd_fit_is_a_failure_not_a_number() -> None:
+    from caloforge.evaluate.metrics import FitError, fpd
+
+    real = np.zeros((200, 3))
+    gen = np.full((200, 3), np.nan)
+    with pytest.raises(DataError):  # NaN features are refused first
+        fpd(real, gen, min_samples=50, max_samples=100)
+    rng = np.random.default_rng(0)
+    huge = rng.normal(0, 1e200, (200, 3))  # distances overflow to inf
+    with pytest.raises(FitError):
+        fpd(huge, -huge, min_samples=50, max_samples=100, normalise=False)

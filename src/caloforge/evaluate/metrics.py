@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.stats import iqr
 
 from caloforge.errors import DataError
@@ -197,6 +200,20 @@ def _check_pair(real: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return real, gen
 
 
+class FitError(Exception):
+    """A distance that could not be measured (a failed fit, non-finite values): reported as a
+    failure, never as a number."""
+
+
+@contextmanager
+def _numerics(what: str) -> Iterator[None]:
+    """Linear algebra that fails on degenerate batches becomes a :class:`FitError`."""
+    try:
+        yield
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        raise FitError(f"{what} could not be computed ({exc})") from None
+
+
 def fpd(
     real: np.ndarray,
     gen: np.ndarray,
@@ -226,33 +243,52 @@ def fpd(
 
     Returns:
         (FPD, error).
+
+    Raises:
+        FitError: if the batch distances are not finite or the fit fails (no convergence, a
+            non-finite value or error, or a fit that never left its starting point).
     """
     real, gen = _check_pair(real, gen)
     x, y = _normalise(real, gen) if normalise else (real, gen)
     batches = (1 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype("int32")
     rng = np.random.default_rng(seed)
     means = []
-    for batch_size in batches:
+    for batch_size in batches:  # overflows become non-finite means, refused below
         values = []
         for _ in range(num_batches):
             sample_x = x[rng.choice(len(x), size=batch_size)]  # (n, d)
             sample_y = y[rng.choice(len(y), size=batch_size)]  # (n, d)
-            values.append(
-                frechet_distance(
-                    sample_x.mean(axis=0),
-                    np.cov(sample_x, rowvar=False),
-                    sample_y.mean(axis=0),
-                    np.cov(sample_y, rowvar=False),
+            with np.errstate(all="ignore"), _numerics("the Fréchet distance of a batch"):
+                values.append(
+                    frechet_distance(
+                        sample_x.mean(axis=0),
+                        np.cov(sample_x, rowvar=False),
+                        sample_y.mean(axis=0),
+                        np.cov(sample_y, rowvar=False),
+                    )
                 )
-            )
         means.append(np.mean(values))
-    params, covariance = curve_fit(
-        lambda inv_n, a, b: a + b * inv_n,
-        1.0 / batches,
-        means,
-        bounds=([0, 0], [np.inf, np.inf]),
-    )
-    return float(params[0]), float(np.sqrt(np.diag(covariance)[0]))
+    if not np.isfinite(means).all():
+        raise FitError("the Fréchet distances of the bootstrap batches are not finite")
+    start = (1.0, 1.0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OptimizeWarning)
+            params, covariance = curve_fit(
+                lambda inv_n, a, b: a + b * inv_n,
+                1.0 / batches,
+                means,
+                p0=start,
+                bounds=([0, 0], [np.inf, np.inf]),
+            )
+    except (RuntimeError, ValueError, OptimizeWarning) as exc:
+        raise FitError(f"the fit FPD(N) = a + b/N failed ({exc})") from None
+    value, error = float(params[0]), float(np.sqrt(np.diag(covariance)[0]))
+    if not (math.isfinite(value) and math.isfinite(error)):
+        raise FitError(f"the fit FPD(N) = a + b/N gave {value} +- {error}")
+    if tuple(params) == start and error == 0.0:
+        raise FitError("the fit FPD(N) = a + b/N never left its starting point")
+    return value, error
 
 
 def _kernel_sum(x: np.ndarray, y: np.ndarray, degree: int, block: int = 2048) -> float:
@@ -318,7 +354,10 @@ def kpd(
         sample_x = x[rng.choice(len(x), size=batch_size)]
         sample_y = y[rng.choice(len(y), size=batch_size)]
         values.append(mmd_poly_unbiased(sample_x, sample_y))
-    return float(np.median(values)), float(iqr(values, rng=(16.275, 83.725)) / 2)
+    value, error = float(np.median(values)), float(iqr(values, rng=(16.275, 83.725)) / 2)
+    if not (math.isfinite(value) and math.isfinite(error)):
+        raise FitError(f"the kernel distances of the bootstrap batches are not finite ({value})")
+    return value, error
 
 
 MIN_DISTANCE_SAMPLES = 20

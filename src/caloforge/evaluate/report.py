@@ -48,6 +48,7 @@ from caloforge.evaluate.inputs import (
 from caloforge.evaluate.metrics import (
     MIN_DISTANCE_SAMPLES,
     DistanceSettings,
+    FitError,
     fpd,
     histogram,
     histogram_edges,
@@ -224,26 +225,34 @@ def _comparison(
         return result
     settings = DistanceSettings.fitting(len(ref), len(gen))
     real, fake = ref.features.distance_inputs(), gen.features.distance_inputs()
-    result["fpd"] = _value(
-        fpd(
-            real,
-            fake,
-            min_samples=settings.fpd_min_samples,
-            max_samples=settings.fpd_max_samples,
-            num_batches=settings.fpd_num_batches,
-            num_points=settings.fpd_num_points,
-            seed=config.seed + 42,
-        )
-    )
-    result["kpd"] = _value(
-        kpd(
-            real,
-            fake,
-            num_batches=settings.kpd_num_batches,
-            batch_size=settings.kpd_batch_size,
-            seed=config.seed + 42,
-        )
-    )
+    d = real.shape[1]
+    failed = []
+    # a batch no larger than the number of features has a singular covariance (FPD) and
+    # normalisations set by a handful of showers (KPD): its numbers are noise, not results
+    for name, batch, measure in (
+        ("fpd", settings.fpd_min_samples, lambda: fpd(
+            real, fake, min_samples=settings.fpd_min_samples,
+            max_samples=settings.fpd_max_samples, num_batches=settings.fpd_num_batches,
+            num_points=settings.fpd_num_points, seed=config.seed + 42,
+        )),
+        ("kpd", settings.kpd_batch_size, lambda: kpd(
+            real, fake, num_batches=settings.kpd_num_batches,
+            batch_size=settings.kpd_batch_size, seed=config.seed + 42,
+        )),
+    ):  # fmt: skip
+        if batch <= d:
+            needed = 2 * d + 2 if name == "fpd" else d + 1
+            failed.append(
+                f"{name.upper()} not computed: its batches ({batch} showers) must exceed the "
+                f"{d} features; it needs at least {needed} showers per file"
+            )
+            continue
+        try:
+            result[name] = _value(measure())
+        except FitError as exc:
+            failed.append(f"{name.upper()} failed: {exc}")
+    if failed:
+        result["not_computed"] = failed
     result["distance_settings"] = settings.describe()
     return result
 
@@ -545,6 +554,7 @@ def _run(
         )
     if "skipped" in metrics:
         metrics["notes"].append(f"whole file: {metrics['skipped']}: not computed")
+    metrics["notes"] += [f"whole file: {why}" for why in metrics.get("not_computed", [])]
     if halves is not None:
         with timer("baseline"):
             metrics["baseline"] = _comparison(
@@ -558,6 +568,9 @@ def _run(
                 low_scale=low_scale,
                 progress=progress,
             )
+            metrics["notes"] += [
+                f"baseline: {why}" for why in metrics["baseline"].get("not_computed", [])
+            ]
     with timer("condition bins"):
         metrics["conditions"] = {
             "mode": conditions.mode,
