@@ -113,11 +113,13 @@ def _parse_energies(text: str) -> tuple[float, ...]:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from caloforge.geometry.detectors import load_detector
+    from caloforge.resources import check_seed
     from caloforge.simulate.calibrate import combine, measure_sampling_fraction
 
     energies = _parse_energies(args.energies)
     if args.n < 2 or not args.cut > 0:
         raise SpecError(f"calibrate needs -n >= 2 and --cut > 0, got -n {args.n} --cut {args.cut}")
+    check_seed(args.seed)
     spec = load_detector(args.detector)
     measurements = measure_sampling_fraction(spec, energies, args.n, args.seed, args.cut)
     print(f"{'E [GeV]':>8} {'n':>5} {'sampling fraction':>20} {'E_active/E_inc':>15}")
@@ -464,11 +466,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = SamplerSettings(args.sampler, args.sampler_steps, churn, args.batch_size)
+    conditions = Conditions.draw(primary, args.n, args.seed)
     with tqdm(total=args.n, unit="shower", disable=args.no_progress) as bar:
         sample_to_file(
             args.model,
             args.out,
-            Conditions.draw(primary, args.n, args.seed),
+            conditions,
             args.detector,
             particle=primary.particle,
             seed=args.seed,

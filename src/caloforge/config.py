@@ -122,6 +122,7 @@ class EvaluationConfig:
         _require(
             self,
             "",
+            seed=0 <= self.seed < 2**63,
             limit=self.limit is None or self.limit >= 1,
             n_boot=self.n_boot >= 1,
             theta_bins=self.theta_bins >= 1,
@@ -170,6 +171,7 @@ class TrainConfig:
             val_batches=self.val_batches >= 1,
             checkpoint_every=self.checkpoint_every >= 1,
             log_every=self.log_every >= 1,
+            seed=0 <= self.seed < 2**63,
         )
 
 

@@ -31,6 +31,7 @@ from caloforge.data.io import (
     open_h5,
 )
 from caloforge.errors import DataError, OutputError, SpecError
+from caloforge.resources import check_space
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ def export_calochallenge(
     if out.exists() and out.resolve() == src.resolve():
         raise OutputError(f"{out} is the input file; choose another output")
     check_output(out, overwrite=overwrite)
+    check_space(out, n * n_voxels * 4.0 + 1e6, f"{out} ({n} showers)")
 
     source = attrs.get("sampling_fraction_source") or "source unknown"
     out_attrs = {

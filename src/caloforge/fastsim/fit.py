@@ -220,6 +220,8 @@ def fit(
         OutputError: if the run folder cannot be written.
     """
     out = Path(out)
+    if limit is not None and limit < 1:
+        raise SpecError(f"must be >= 1, got {limit}", subject="limit")
     dist = distributed.setup()
     try:
         lock = contextlib.ExitStack()

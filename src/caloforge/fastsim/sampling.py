@@ -20,6 +20,7 @@ from caloforge.data.io import ShowerWriter
 from caloforge.data.specs import PrimarySpec, draw_conditions
 from caloforge.errors import SpecError
 from caloforge.fastsim.model import FastSimModel, SamplerSettings, load_model, shower_seeds
+from caloforge.resources import MIB, check_memory, check_seed, check_space
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Conditions:
         """``n`` conditions drawn as ``simulate`` draws them (shower i from stream (seed, i))."""
         if n < 1:
             raise SpecError(f"must be >= 1, got {n}", subject="n")
+        check_seed(seed)
+        check_memory(n * 200.0, f"drawing the conditions of {n} showers")
         drawn = draw_conditions(primary, seed, range(n))
         return cls(
             np.array([c.energy_mev for c in drawn]),
@@ -98,18 +101,23 @@ def sample_to_file(
     """
     out = Path(out)
     check_output(out, overwrite=overwrite)
+    check_seed(seed)
     with output_lock(out):
         settings = settings or SamplerSettings()
         name = str(model) if not isinstance(model, FastSimModel) else "(in memory)"
         if not isinstance(model, FastSimModel):
             model = load_model(model)
+        n = len(conditions.energies)
+        voxels = int(np.prod(model.preprocessing.mesh_shape))
+        # the showers are kept in memory (float32) until written; the file is at most as big
+        check_memory(n * voxels * 4.0 * 1.2, f"sampling {n} showers")
+        check_space(out, n * voxels * 4.0 + MIB, f"{out} ({n} showers)")
         if particle != model.record.particle:
             raise SpecError(
                 f"the model was trained on {model.record.particle} showers, not {particle}"
             )
         if detector not in model.detectors:
             model.preprocessing.conditions.slot(detector)  # raises the clear error
-        n = len(conditions.energies)
         showers = model.generate(
             conditions.energies,
             conditions.theta,

@@ -37,6 +37,7 @@ from caloforge.data.specs import PrimarySpec, draw_conditions
 from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
+from caloforge.resources import check_space
 from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,8 @@ def simulate_file(
     spec = load_detector(detector)
     mesh, props = detector_mesh(spec, mesh_cells)
     request = RunRequest(spec, mesh, primary, n, seed, cut_mm, chunk_size)
+    # the chunks are stored uncompressed until merged; the file is at most as big again
+    check_space(out, 2.0 * n * mesh.n_voxels * 4 + 1e6, f"{out} ({n} showers and their chunks)")
     run(
         request,
         out,
