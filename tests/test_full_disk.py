@@ -38,7 +38,8 @@ def _caloforge(*args: str | Path, limit: int = 150_000) -> subprocess.CompletedP
 
 def _fails_cleanly(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 1, result.stderr
-    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith("evaluate: ")]
+    progress = ("evaluate: ", "training set: ")  # log lines
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith(progress)]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("caloforge: error: cannot write")
     assert "File too large" in lines[0]
@@ -106,3 +107,26 @@ def test_simulate_keeps_its_finished_work_and_resumes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert out.exists()
     assert not partial.exists()
+
+
+def test_train_keeps_its_checkpoints_and_resumes(tmp_path: Path, make_caloforge_file) -> None:  # type: ignore[no-untyped-def]
+    small = MeshSpec(n_z=6, n_phi=4, n_r=3)
+    data = make_caloforge_file(
+        tmp_path / "g4.h5",
+        n=60,
+        mesh=small,
+        attrs={"energy_spec_gev": "log:1:1000", "theta_spec_rad": "1.0:2.0"},
+    )
+    run = tmp_path / "run"
+    args = [
+        "train", "--data", data, "--out", run, "--steps", "4", "--batch-size", "8",
+        "--set", "model.embed_dim=16", "--set", "model.depth=1", "--set", "model.num_heads=2",
+        "--set", "train.checkpoint_every=2", "--no-progress",
+    ]  # fmt: skip
+    _fails_cleanly(_caloforge(*args, limit=20_000))
+    assert not [p for p in run.rglob(".*") if p.name != ".lock"]  # no temporaries left
+    done = subprocess.run(
+        [sys.executable, "-m", "caloforge", *map(str, args), "--resume"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from caloforge.atomic import atomic_file, file_sha256
 from caloforge.config import DiffusionConfig
@@ -32,6 +32,7 @@ from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import DataError, SpecError
 from caloforge.fastsim.families import FACTORIZED, build_networks
 from caloforge.fastsim.record import META_FILE, ModelRecord
+from caloforge.train.checkpoint import write_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class FastSimModel:
             net = self.networks[part]
             state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
             with atomic_file(directory / networks[part].weights) as tmp:
-                save_file(state, tmp)
+                write_safetensors(state, tmp)
                 networks[part] = replace(networks[part], sha256=file_sha256(tmp))
         self.record = replace(self.record, networks=networks)
         self.record.write(directory / META_FILE)

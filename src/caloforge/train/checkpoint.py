@@ -21,11 +21,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from caloforge.atomic import atomic_directory, file_sha256, write_text_atomic
-from caloforge.errors import DataError
+from caloforge.errors import DataError, OutputError
 
 LATEST = "latest"
 KEEP = 2  # complete checkpoints kept
 _FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``safetensors.save_file``, its I/O failures (a full disk) as one :class:`OutputError`."""
+    try:
+        save_file(tensors, path)
+    except SafetensorError as exc:
+        reason = str(exc).rsplit("I/O error: ", 1)[-1]
+        raise OutputError(f"cannot write {path}: {reason}") from None
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -65,10 +74,10 @@ def save_checkpoint(
     final = directory / f"step-{step:07d}"
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     with atomic_directory(final, overwrite=True) as tmp:
-        save_file(_state(model), tmp / "model.safetensors")
-        save_file(_state(ema), tmp / "ema.safetensors")
-        save_file(opt_tensors, tmp / "optimizer.safetensors")
-        save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+        write_safetensors(_state(model), tmp / "model.safetensors")
+        write_safetensors(_state(ema), tmp / "ema.safetensors")
+        write_safetensors(opt_tensors, tmp / "optimizer.safetensors")
+        write_safetensors({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
         sums = {name: file_sha256(tmp / name) for name in _FILES}
         state = {"step": step, "ema_updates": ema_updates, "optimizer": opt_meta, "sha256": sums}
         (tmp / "state.json").write_text(json.dumps(state, indent=2))

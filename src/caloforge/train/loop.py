@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
-from caloforge.atomic import atomic_file
+from caloforge.atomic import atomic_file, os_reason
 from caloforge.config import TrainConfig
-from caloforge.errors import DataError, SpecError
+from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from caloforge.train.distributed import Distributed
 from caloforge.train.ema import EMA
@@ -313,5 +313,10 @@ def _truncate_csv(path: Path, step: int) -> None:
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", newline="") as f:
-        csv.DictWriter(f, _CSV_FIELDS).writerow(row)
+    """Append one row (a failed append loses at most that row: a resumed run rewrites the
+    file up to its checkpoint)."""
+    try:
+        with path.open("a", newline="") as f:
+            csv.DictWriter(f, _CSV_FIELDS).writerow(row)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
