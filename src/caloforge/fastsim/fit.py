@@ -32,6 +32,7 @@ from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
 from caloforge.fastsim.model import FastSimModel
 from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, TrainingRecord
+from caloforge.resources import check_space
 from caloforge.train import distributed
 from caloforge.train.checkpoint import latest_checkpoint
 from caloforge.train.loop import train
@@ -258,6 +259,12 @@ def fit(
         torch.manual_seed(config.train.seed)  # the same initial weights on every process
         model = FastSimModel.build(pipeline.record)
         if dist.is_main:
+            # per checkpoint: weights, EMA and two Adam moments (float32); two kept and one
+            # being written, and the exported model
+            n_params = sum(p.numel() for net in model.networks.values() for p in net.parameters())
+            check_space(
+                out / "checkpoints", n_params * 4.0 * (4 * 3 + 1) + 1e6, f"the run in {out}"
+            )
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(
                 out / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
