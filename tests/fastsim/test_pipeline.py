@@ -133,3 +133,17 @@ def test_a_trained_energy_model_follows_its_energy_condition(
         # the layer energies are the energy model's: all the shape model does is share them
         layers = layer_energies(showers, MESH.shape)
         assert (layers.sum(axis=1) > 0).all()
+
+
+def test_training_one_part_keeps_the_other_parts_checksum(
+    make_caloforge_file, tmp_path: Path
+) -> None:
+    data = _file(make_caloforge_file, tmp_path / "a.h5", lambda e: np.full_like(e, 0.03))
+    run = tmp_path / "run"
+    _train("--data", data, "--out", run, *TINY, "--part", "energy", "--set", "energy.train.steps=2")  # fmt: skip
+    energy = json.loads((run / "model.json").read_text())["networks"]["energy"]["sha256"]
+    _train("--data", data, "--out", run, *TINY, "--resume", "--part", "shape", "--steps", "2")
+    record = json.loads((run / "model.json").read_text())
+    assert record["networks"]["energy"]["sha256"] == energy
+    assert record["training"]["part_steps"] == {"energy": 2, "shape": 2}
+    load_model(run)  # both checksums verified

@@ -300,11 +300,16 @@ def _start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:
     """A pipeline's model in ``out`` from the start: the steps its networks already have there
     are kept, the weights of those not yet written are the initial ones."""
     missing = [p for p, n in model.record.networks.items() if not (out / n.weights).exists()]
-    if (out / META_FILE).exists():
-        done = ModelRecord.read(out / META_FILE).training.part_steps
-        model = replace(model, record=replace(
-            model.record, training=replace(model.record.training, part_steps=dict(done))
-        ))  # fmt: skip
+    if (out / META_FILE).exists():  # keep what the folder's record says of the weights there
+        before = ModelRecord.read(out / META_FILE)
+        networks = {
+            part: replace(net, sha256=before.networks[part].sha256)
+            if part not in missing and part in before.networks
+            else net
+            for part, net in model.record.networks.items()
+        }
+        training = replace(model.record.training, part_steps=dict(before.training.part_steps))
+        model = replace(model, record=replace(model.record, networks=networks, training=training))
     model.save(out, parts=missing)
     return model
 
