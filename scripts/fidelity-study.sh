@@ -5,18 +5,8 @@
 # resumes: run this script again after an interruption. About 3.5 h on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-venv.sh
-mkdir -p data
-common=(--particle gamma --energy log:1:100 --theta 0.87:2.27 --phi 0:6.2832 --workers "${WORKERS:-2}" --no-progress)
-run() {  # run OUT ARGS...: simulate unless OUT is already complete
-  local out=$1; shift
-  if [[ -f $out ]]; then echo "$out exists"; return; fi
-  .venv/bin/caloforge simulate "${common[@]}" "$@" --out "$out"
-}
-run data/siw-test.h5 --detector par04-siw -n 10000 --seed 2
-run data/siw-train-a.h5 --detector par04-siw -n 10000 --seed 1
-cd benchmarks
-../.venv/bin/python fidelity_study.py --minutes "${MINUTES:-40}" \
+scripts/make-datasets.sh siw-test siw-train-a
+.venv/bin/python benchmarks/fidelity_study.py --minutes "${MINUTES:-40}" \
   --arms "${ARMS:-control,factorized-343,factorized-layers}" \
   --data data/siw-train-a.h5 --reference data/siw-test.h5 -n 10000 \
   --runs runs/fidelity-study --results benchmarks/results/fidelity_study.md

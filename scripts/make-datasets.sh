@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The Geant4 datasets used by the evaluation acceptance (issue 3) and the CaloDiT training (issue 4).
-# Outputs go to data/ (git-ignored). Each command resumes where a killed run stopped: run this
-# script again after an interruption. About 80 minutes on 2 cores.
+# The Geant4 datasets used by the evaluation acceptance (issue 3), the CaloDiT training (issue 4)
+# and the fidelity study (issue 14). Outputs go to data/ (git-ignored). Each command resumes
+# where a killed run stopped: run this script again after an interruption. About 80 minutes on
+# 2 cores for all four; name some to make only those (e.g. `scripts/make-datasets.sh siw-test
+# siw-train-a`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
 mkdir -p data
 common=(--particle gamma --energy log:1:100 --theta 0.87:2.27 --phi 0:6.2832 --workers "${WORKERS:-2}" --no-progress)
-run() {  # run OUT ARGS...: simulate unless OUT is already complete
-  local out=$1; shift
+wanted=("$@")
+run() {  # run NAME ARGS...: simulate data/NAME.h5 unless it is complete or not wanted
+  local name=$1 out=data/$1.h5; shift
+  if [[ ${#wanted[@]} -gt 0 && ! " ${wanted[*]} " =~ " $name " ]]; then return; fi
   if [[ -f $out ]]; then echo "$out exists"; return; fi
   echo "simulating $out"
   .venv/bin/caloforge simulate "${common[@]}" "$@" --out "$out"
 }
-run data/siw-test.h5 --detector par04-siw -n 10000 --seed 2     # held-out par04-siw test set
-run data/siw-train-a.h5 --detector par04-siw -n 10000 --seed 1  # par04-siw training set, part 1
-run data/scipb.h5 --detector par04-scipb -n 10000 --seed 3      # second training detector
-run data/siw-train-b.h5 --detector par04-siw -n 10000 --seed 4  # par04-siw training set, part 2
+run siw-test --detector par04-siw -n 10000 --seed 2     # held-out par04-siw test set
+run siw-train-a --detector par04-siw -n 10000 --seed 1  # par04-siw training set, part 1
+run scipb --detector par04-scipb -n 10000 --seed 3      # second training detector
+run siw-train-b --detector par04-siw -n 10000 --seed 4  # par04-siw training set, part 2

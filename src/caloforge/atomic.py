@@ -39,9 +39,6 @@ def os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).splitlines()[0]
 
 
-_reason = os_reason
-
-
 def check_output(path: str | Path, *, overwrite: bool = False, directory: bool = False) -> None:
     """Fail early, before any expensive work, if ``path`` cannot be written.
 
@@ -96,14 +93,14 @@ def atomic_file(path: str | Path, *, tmp_dir: str | Path | None = None) -> Itera
         )
         os.close(fd)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -138,12 +135,12 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     check_output(path, overwrite=overwrite, directory=True)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     try:
         yield work
         if path.exists():
@@ -151,7 +148,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         work.rename(path)
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

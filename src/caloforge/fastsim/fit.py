@@ -26,7 +26,13 @@ import yaml
 
 from caloforge.atomic import os_reason, output_lock, write_json_atomic, write_text_atomic
 from caloforge.config import RunConfig, TrainConfig, config_to_dict, load_config
-from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
+from caloforge.data.datasets import (
+    FactorizedSet,
+    NetworkData,
+    TrainingSet,
+    load_factorized_set,
+    load_training_set,
+)
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
@@ -138,21 +144,32 @@ class _Pipeline:
     files: list[dict[str, Any]]
 
 
+def _record(
+    config: RunConfig,
+    family: str,
+    networks: dict[str, NetworkRecord],
+    data: TrainingSet | FactorizedSet,
+) -> ModelRecord:
+    """The record of a model about to be trained on ``data``."""
+    return ModelRecord(
+        family=family,
+        networks=networks,
+        preprocessing=data.preprocessing,
+        detectors=data.detectors,
+        particle=data.particle,
+        calibrated=data.calibrated,
+        diffusion=config.diffusion,
+        training=TrainingRecord(data.files, config.train.steps),
+    )
+
+
 def _calodit(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
     """One CaloDiT of the whole shower."""
     ts = load_training_set(
         data, val_fraction=config.train.val_fraction, seed=config.train.seed, limit=limit
     )
-    record = ModelRecord(
-        family=CALODIT,
-        networks={"shower": NetworkRecord(config.preset, dict(config.model), ts.sigma_data)},
-        preprocessing=ts.preprocessing,
-        detectors=ts.detectors,
-        particle=ts.particle,
-        calibrated=ts.calibrated,
-        diffusion=config.diffusion,
-        training=TrainingRecord(ts.files, config.train.steps),
-    )
+    shower = NetworkRecord(config.preset, dict(config.model), ts.sigma_data)
+    record = _record(config, CALODIT, {"shower": shower}, ts)
     tensors = NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)
     return _Pipeline(record, {"shower": (tensors, config.train)}, ts.files)
 
@@ -168,16 +185,7 @@ def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) ->
     shape = NetworkRecord(
         config.preset, dict(config.model), fs.shape.sigma_data, "shape.safetensors"
     )
-    record = ModelRecord(
-        family=FACTORIZED,
-        networks={"energy": energy, "shape": shape},
-        preprocessing=fs.preprocessing,
-        detectors=fs.detectors,
-        particle=fs.particle,
-        calibrated=fs.calibrated,
-        diffusion=config.diffusion,
-        training=TrainingRecord(fs.files, config.train.steps),
-    )
+    record = _record(config, FACTORIZED, {"energy": energy, "shape": shape}, fs)
     parts = {"energy": (fs.energy, config.energy.train), "shape": (fs.shape, config.train)}
     return _Pipeline(record, parts, fs.files)
 
