@@ -41,17 +41,19 @@ def unclosed_hdf5() -> list[Path]:
 
 
 @contextmanager
-def _quiet_hdf5() -> Iterator[None]:
+def _quiet_hdf5() -> Iterator[list[OSError]]:
     """Free, without their noise, the HDF5 objects a failed write or close leaves behind.
 
     On a full disk, every HDF5 object freed afterwards fails to flush and prints a traceback
     ("Exception ignored in h5py...ObjectID.__dealloc__") that says nothing the error raised
-    does not. They are freed here, within the block, with stderr set aside.
+    does not. The block appends the error it caught to the list yielded; the objects are then
+    freed here, within the block, with stderr set aside (a garbage collection only then: this
+    wraps every write).
     """
+    failures: list[OSError] = []
     with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            yield
-        finally:
+        yield failures
+        if failures:
             gc.collect()
 
 
@@ -64,15 +66,14 @@ def _keep(writer: ShowerWriter) -> None:
 def _close(writer: ShowerWriter) -> None:
     """Close the writer's file; if HDF5 cannot, keep it (see :func:`unclosed_hdf5`) and raise
     the error (an OSError)."""
-    failure = None
-    with _quiet_hdf5():
+    with _quiet_hdf5() as failures:
         try:
             writer.file.close()
         except OSError as exc:
-            failure = exc.errno, os_reason(exc)
-    if failure is not None:
+            failures.append(OSError(exc.errno, os_reason(exc)))
+    if failures:
         _keep(writer)
-        raise OSError(*failure)
+        raise failures[0]
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,18 +159,17 @@ class ShowerWriter:
         if self.written + k > self.n or np.shape(showers) != (k, self.file["showers"].shape[1]):
             raise OutputError(f"{self.path}: rows of shape {np.shape(showers)} do not fit")
         sl = slice(self.written, self.written + k)
-        failure = None
-        with _quiet_hdf5():
+        with _quiet_hdf5() as failures:
             try:
                 self.file["incident_energies"][sl] = np.asarray(energies).reshape(k, 1)
                 self.file["showers"][sl] = showers
                 self.file["incident_theta"][sl] = np.asarray(theta).reshape(k, 1)
                 self.file["incident_phi"][sl] = np.asarray(phi).reshape(k, 1)
             except OSError as exc:
-                failure = os_reason(exc)
-        if failure is not None:
+                failures.append(OSError(exc.errno, os_reason(exc)))
+        if failures:
             self.broken = True
-            raise OutputError(f"cannot write {self.path}: {failure}")
+            raise OutputError(f"cannot write {self.path}: {failures[0].strerror}")
         self.written += k
 
     def close(self) -> None:
