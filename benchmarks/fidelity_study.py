@@ -19,13 +19,16 @@ showers. Every stage resumes: run the same command again after an interruption.
         [--data data/siw-train-a.h5 ...] [--reference data/siw-test.h5] [-n 10000]
         [--runs runs/fidelity-study] [--results benchmarks/results/fidelity_study.md]
 
-The step times are recorded with the results; the wall time each arm took is recorded too.
+The step times are recorded with the results (and in ``RUNS/step_seconds.json``, so that a
+resumed study keeps the budgets it started with); the wall time each arm took is recorded too.
+An evaluated arm keeps its tables in ``RUNS/ARM/fidelity-N.json`` and is not sampled again.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -154,12 +157,25 @@ def main() -> None:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
-    seconds = _step_seconds(arms)
+    timing = ROOT / args.runs / "step_seconds.json"  # measured once: a resumed study keeps it
+    known = json.loads(timing.read_text()) if timing.exists() else {}
+    missing = [name for name in arms if name not in known]
+    if missing:
+        known |= _step_seconds(missing)
+        timing.parent.mkdir(parents=True, exist_ok=True)
+        timing.write_text(json.dumps(known, indent=1))
+    seconds = {name: known[name] for name in arms}
     print(f"seconds per training step: {seconds}", flush=True)
     rows, sections = [], []
     for name in arms:
         run = ROOT / args.runs / name
         budget = train_arm(name, run, args.data, args.minutes, seconds[name])
+        done = run / f"fidelity-{args.n}.json"  # an evaluated arm is not sampled again
+        if done.exists():
+            rows.append(json.loads(done.read_text())["row"])
+            sections.append(json.loads(done.read_text())["text"])
+            print(rows[-1], flush=True)
+            continue
         report = fidelity(str(run), args.reference, args.n)
         m, shapes = report.model, report.diagnostics.get("G4 layers + model shapes")
         base = m.baseline
@@ -174,6 +190,7 @@ def main() -> None:
             f"{len(report.checks) - len(failed)}/{len(report.checks)} |"
         )
         sections.append(report.text)
+        done.write_text(json.dumps({"row": rows[-1], "text": report.text}))
         print(rows[-1], flush=True)
     text = "\n".join(
         [
