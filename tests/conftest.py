@@ -99,7 +99,7 @@ def write_caloforge_file(
     return Path(path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_caloforge_file() -> Callable[..., Path]:
     """The :func:`write_caloforge_file` helper, as a fixture."""
     return write_caloforge_file

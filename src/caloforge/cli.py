@@ -259,6 +259,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from caloforge.data.contract import THRESHOLD_DATASETS_2_3_MEV
     from caloforge.data.export import export_calochallenge
 
+    if args.onnx is not None:
+        return _export_onnx(args)
     if (args.input is None) == (args.input_deprecated is None):
         raise SpecError("give one input file: caloforge export IN --out OUT")
     threshold_mev = (
@@ -274,14 +276,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from caloforge.deploy.onnx import OPSET, export_onnx
+    from caloforge.fastsim.model import SamplerSettings
+
+    if args.input is not None or args.input_deprecated is not None:
+        raise SpecError("export either a shower file (IN) or a model (--onnx), not both")
+    result = export_onnx(
+        args.onnx,
+        args.out,
+        settings=SamplerSettings(args.sampler, args.sampler_steps),
+        overwrite=args.overwrite,
+    )
+    meta = result.metadata
+    print(
+        f"wrote {result.path}: the {meta['sampler']} sampler ({meta['sampler_steps']} steps) "
+        f"of {args.onnx}, ONNX opset {OPSET}, dynamic batch; inputs energy_gev, theta, phi, "
+        f"detector {meta['detectors']}, noise ({meta['noise_size']} per shower); output "
+        f"showers in MeV. ONNX Runtime matches PyTorch within {result.max_rel_diff:.1e}."
+    )
+    return 0
+
+
 def _add_export(sub: Any) -> None:
     """The ``export`` command's options."""
     p = sub.add_parser(
         "export",
         formatter_class=_HelpFormatter,
-        help="write a calibrated copy for the CaloChallenge evaluation",
+        help="write a calibrated copy for the CaloChallenge evaluation, or a model as ONNX",
     )
     p.add_argument("input", nargs="?", metavar="IN", help="raw caloforge shower file")
+    p.add_argument(
+        "--onnx", metavar="MODEL", help="write this model ('default' or a folder) as ONNX instead"
+    )
+    p.add_argument("--sampler", help="--onnx: the sampler (default: the model's)")
+    p.add_argument("--sampler-steps", type=int, help="--onnx: its steps (default: the model's)")
     p.add_argument(
         "--calochallenge",
         dest="input_deprecated",
@@ -440,6 +469,56 @@ def _add_train(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from caloforge.fastsim.distill import distill
+
+    overrides = list(args.set or [])
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    result = distill(
+        args.model,
+        args.data,
+        args.out,
+        name=args.name,
+        method=args.method,
+        steps=args.steps,
+        overrides=overrides,
+        resume=args.resume,
+        limit=args.limit,
+        make_default=args.make_default,
+        progress=not args.no_progress,
+    )
+    print(
+        f"distilled the student {result.name!r} ({result.steps} steps) into {result.out} "
+        f"(caloforge sample --model {result.out} --sampler {result.name})"
+    )
+    return 0
+
+
+def _add_distill(sub: Any) -> None:
+    """The ``distill`` command's options."""
+    p = sub.add_parser(
+        "distill",
+        formatter_class=_HelpFormatter,
+        help="distil a model's voxel network into a 1-2 step consistency student",
+    )
+    p.add_argument("--model", default="default", help="the teacher: 'default' or a model folder")
+    p.add_argument("--data", nargs="+", required=True, help="shower files of its detectors")
+    p.add_argument("--out", required=True, help="model folder that gets the student")
+    p.add_argument("--method", help="cd (consistency distillation, default) or ect")
+    p.add_argument("--name", help="the student's sampler name (default: the method)")
+    p.add_argument("--steps", type=int, help="distillation steps (default 2000)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. train.lr=5e-5")
+    p.add_argument("--resume", action="store_true", help="continue this student's run")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
+    p.add_argument(
+        "--make-default", action="store_true", help="the student becomes the default sampler"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_distill)
+
+
 def _primary(args: argparse.Namespace) -> PrimarySpec:
     return PrimarySpec(
         parse_particle(args.particle),
@@ -501,7 +580,11 @@ def _add_sample(sub: Any) -> None:
         new="--sampler-steps (--steps is train's optimiser steps)",
         help=argparse.SUPPRESS,
     )
-    p.add_argument("--sampler", help="heun-stochastic, heun or euler (default: the model's)")
+    p.add_argument(
+        "--sampler",
+        help="heun-stochastic, heun, euler, or a student of the model (caloforge distill); "
+        "default: the model's",
+    )
     for name, what in (
         ("churn", "S_churn: stochasticity, 0 = deterministic Heun"),
         ("tmin", "S_tmin: noise is added only for sigma in [S_tmin, S_tmax]"),
@@ -577,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_evaluate,
         _add_train,
+        _add_distill,
         _add_sample,
         _add_demo,
     ):

@@ -260,6 +260,50 @@ class RunConfig:
     energy: EnergyModelConfig = EnergyModelConfig()
 
 
+DISTILL_TRAINING = TrainConfig(
+    steps=2_000,
+    batch_size=64,
+    lr=1e-4,  # CaloClouds II's, for a student started from its teacher
+    lr_min=1e-5,
+    warmup_steps=0,  # the student starts from trained weights
+    weight_decay=0.0,
+    ema_decay=0.999,
+    val_every=250,
+    checkpoint_every=100,
+)
+"""Training of a consistency student (``caloforge distill``)."""
+
+DISTILL_METHODS = ("cd", "ect")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """``caloforge distill``: a 1-2 step consistency student of a model's voxel network
+    (:mod:`caloforge.diffusion.consistency`)."""
+
+    method: str = "cd"  # cd (consistency distillation) or ect (easy consistency tuning)
+    levels: int = 18  # cd: levels of the Karras grid of the teacher's Heun steps (CaloClouds II)
+    target_decay: float = 0.95  # cd: EMA of the target network (ect: 0, the student itself)
+    huber_c: float = 5.4e-4  # pseudo-Huber constant per value (iCT's 0.00054 sqrt(d))
+    ect_stages: int = 8  # ect: times dt shrinks over the run
+    ect_q: float = 2.0  # ect: factor it shrinks by
+    two_step_sigma: float = 0.8  # the second noise level of the 2-step sampler
+    train: TrainConfig = DISTILL_TRAINING
+
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "distill",
+            method=self.method in DISTILL_METHODS,
+            levels=self.levels >= 2,
+            target_decay=0 <= self.target_decay < 1,
+            huber_c=self.huber_c >= 0,
+            ect_stages=self.ect_stages >= 1,
+            ect_q=self.ect_q > 1,
+            two_step_sigma=self.two_step_sigma > 0,
+        )
+
+
 T = TypeVar("T")
 
 

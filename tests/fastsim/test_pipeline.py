@@ -24,6 +24,16 @@ TINY = [
     "--batch-size", "8", "--no-progress",
 ]  # fmt: skip
 
+CALODIT_TINY = [
+    "--set", "model.embed_dim=16", "--set", "model.depth=1", "--set", "model.num_heads=2",
+    "--set", "model.patch_size=[3,4,3]", "--set", "train.checkpoint_every=1",
+    "--batch-size", "8", "--no-progress",
+]  # fmt: skip
+DISTILL_TINY = [
+    "--batch-size", "8", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+    "--no-progress",
+]  # fmt: skip
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -122,9 +122,14 @@ class _Files:
 
 
 def _read_files(
-    paths: Sequence[PathLike], val_fraction: float, seed: int, limit: int | None
+    paths: Sequence[PathLike],
+    val_fraction: float,
+    seed: int,
+    limit: int | None,
+    conditions: ConditionTransform | None = None,
 ) -> _Files:
-    """Read, check and split training files (see :func:`load_training_set`)."""
+    """Read, check and split training files (see :func:`load_training_set`); ``conditions``:
+    a model's own (its detector slots), instead of those of the files."""
     if not paths:
         raise SpecError("no training files given")
     if not 0 <= val_fraction < 1:
@@ -145,15 +150,27 @@ def _read_files(
     for data in datas:
         name = str(data.attrs.get("detector_name", "unknown"))
         detectors.setdefault(name, {k: data.attrs[k] for k in DETECTOR_ATTRS if k in data.attrs})
-    names = tuple(detectors)
-
-    e_ranges = [_spec_range(d.attrs, "energy_spec_gev", d.energies, 1e3) for d in datas]
-    t_ranges = [_spec_range(d.attrs, "theta_spec_rad", d.theta, 1.0) for d in datas]  # type: ignore[arg-type]
-    conditions = ConditionTransform(
-        (min(r[0] for r in e_ranges), max(r[1] for r in e_ranges)),
-        (min(r[0] for r in t_ranges), max(r[1] for r in t_ranges)),
-        names,
-    )
+    if conditions is None:
+        e_ranges = [_spec_range(d.attrs, "energy_spec_gev", d.energies, 1e3) for d in datas]
+        t_ranges = [_spec_range(d.attrs, "theta_spec_rad", d.theta, 1.0) for d in datas]  # type: ignore[arg-type]
+        conditions = ConditionTransform(
+            (min(r[0] for r in e_ranges), max(r[1] for r in e_ranges)),
+            (min(r[0] for r in t_ranges), max(r[1] for r in t_ranges)),
+            tuple(detectors),
+        )
+    else:
+        unknown = sorted(set(detectors) - set(conditions.detectors))
+        if unknown:
+            raise DataError(
+                f"the model was not trained on {', '.join(unknown)} (it knows "
+                f"{', '.join(conditions.detectors)})"
+            )
+        for path, data in zip(paths, datas, strict=True):
+            try:
+                conditions.check(data.energies, data.theta)  # type: ignore[arg-type]
+            except SpecError as exc:
+                raise DataError(f"{path}: {exc.describe()}") from None
+    names = conditions.detectors
     rng = np.random.default_rng(seed)
     train_parts, val_parts, files = [], [], []
     for path, data in zip(paths, datas, strict=True):
@@ -187,6 +204,7 @@ def load_training_set(
     val_fraction: float = 0.05,
     seed: int = 0,
     limit: int | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> TrainingSet:
     """Read caloforge shower files into a preprocessed training set.
 
@@ -196,17 +214,27 @@ def load_training_set(
         val_fraction: fraction of each file held out for validation.
         seed: seed of the hold-out choice.
         limit: read at most this many showers per file.
+        preprocessing: a trained model's, to use instead of fitting one (distillation); its
+            detector slots and condition ranges then apply.
 
     Raises:
         DataError: for unreadable files, files of different meshes, particles or energy
-            scales, or files without angles.
+            scales, or files without angles; with ``preprocessing``, files of another mesh
+            or detector.
+        SpecError: with ``preprocessing``, conditions outside its ranges.
     """
-    read = _read_files(paths, val_fraction, seed, limit)
+    given = preprocessing
+    read = _read_files(paths, val_fraction, seed, limit, given.conditions if given else None)
     shape = read.mesh_shape
-    train_showers = np.concatenate([d.showers[m] for d, m, _ in read.train])
-    train_energies = np.concatenate([d.energies[m] for d, m, _ in read.train])
-    shower_transform = ShowerTransform.fit(train_showers, train_energies)
-    del train_showers
+    if given is not None:
+        _check_mesh(given, shape)
+    if given is not None and given.shower is not None:
+        shower_transform = given.shower
+    else:
+        train_showers = np.concatenate([d.showers[m] for d, m, _ in read.train])
+        train_energies = np.concatenate([d.energies[m] for d, m, _ in read.train])
+        shower_transform = ShowerTransform.fit(train_showers, train_energies)
+        del train_showers
     preprocessing = Preprocessing(shower_transform, read.conditions, shape)
 
     def showers(parts: list[tuple[ShowerData, np.ndarray, int]]) -> torch.Tensor:
@@ -226,6 +254,13 @@ def load_training_set(
         sigma_data=float(x.std()),
         files=read.files,
     )
+
+
+def _check_mesh(preprocessing: Preprocessing, shape: tuple[int, int, int]) -> None:
+    if tuple(preprocessing.mesh_shape) != tuple(shape):
+        raise DataError(
+            f"the files have mesh {shape}; the model's is {tuple(preprocessing.mesh_shape)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -274,6 +309,7 @@ def load_factorized_set(
     val_fraction: float = 0.05,
     seed: int = 0,
     limit: int | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> FactorizedSet:
     """Read caloforge shower files into the training sets of the energy and shape models.
 
@@ -281,8 +317,11 @@ def load_factorized_set(
     energies learnt are those an evaluation sees. Arguments and errors as
     :func:`load_training_set`.
     """
-    read = _read_files(paths, val_fraction, seed, limit)
+    given = preprocessing
+    read = _read_files(paths, val_fraction, seed, limit, given.conditions if given else None)
     shape = read.mesh_shape
+    if given is not None:
+        _check_mesh(given, shape)
     threshold, _ = voxel_threshold(read.calibrated)
 
     def thresholded(parts: list[tuple[ShowerData, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -291,9 +330,11 @@ def load_factorized_set(
         return showers, np.concatenate([d.energies[m] for d, m, _ in parts])
 
     showers, energies = thresholded(read.train)
-    layers = layer_energies(showers, shape)
-    layer_transform = LayerTransform.fit(layers, energies)
-    fraction_transform = FractionTransform.fit(showers, shape)
+    if given is not None and given.layers is not None and given.fractions is not None:
+        layer_transform, fraction_transform = given.layers, given.fractions
+    else:
+        layer_transform = LayerTransform.fit(layer_energies(showers, shape), energies)
+        fraction_transform = FractionTransform.fit(showers, shape)
     preprocessing = Preprocessing(
         None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform
     )

@@ -75,6 +75,11 @@ def family_of(record: ModelRecord) -> ModelFamily:
     return family
 
 
+def voxel_part(family: str) -> str:
+    """The part of a family that generates the voxels (the last one sampled)."""
+    return FAMILIES[family].parts[-1]
+
+
 def network_shape(family: str, part: str, preprocessing: Preprocessing) -> dict[str, Any]:
     """What a part's backbone must fit: its input shape and condition width."""
     n_cond, mesh = preprocessing.conditions.n_cond, tuple(preprocessing.mesh_shape)

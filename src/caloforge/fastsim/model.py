@@ -26,18 +26,20 @@ from caloforge.config import DiffusionConfig
 from caloforge.data.contract import voxel_threshold
 from caloforge.data.factorized import conserve_threshold
 from caloforge.data.transforms import Preprocessing
+from caloforge.diffusion.consistency import ConsistencyPrecond, sample_consistency
 from caloforge.diffusion.precond import ClampedDenoiser, Denoiser, EDMPrecond
 from caloforge.diffusion.samplers import SAMPLERS, ShowerNoise
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import DataError, SpecError
-from caloforge.fastsim.families import FACTORIZED, build_networks
-from caloforge.fastsim.record import META_FILE, ModelRecord
+from caloforge.fastsim.families import FACTORIZED, build_network, build_networks, voxel_part
+from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, StudentRecord
 from caloforge.train.checkpoint import write_safetensors
 
 log = logging.getLogger(__name__)
 
-Sampling = Callable[[Denoiser, tuple[int, ...], torch.Tensor, ShowerNoise], torch.Tensor]
-"""``sample(denoiser, shape, cond, noise)``: one sampler run from each shower's own noise."""
+Sampling = Callable[[str, tuple[int, ...], torch.Tensor, ShowerNoise], torch.Tensor]
+"""``sample(part, shape, cond, noise)``: one sampler run of the network ``part`` (or its
+student) from each shower's own noise."""
 
 
 def shower_seeds(seed: int, indices: range) -> list[int]:
@@ -50,8 +52,9 @@ class SamplerSettings:
     """How to sample; None takes the model's own setting.
 
     Attributes:
-        sampler: ``heun-stochastic``, ``heun`` or ``euler``.
-        steps: sampler steps.
+        sampler: ``heun-stochastic``, ``heun`` or ``euler`` (the diffusion samplers), or the
+            name of a consistency student of the model (``caloforge distill``).
+        steps: sampler steps (a student: 1 or 2 network evaluations).
         churn: overrides of the stochastic sampler's ``S_churn``, ``S_tmin``, ``S_tmax``,
             ``S_noise``.
         batch_size: showers per network call.
@@ -63,11 +66,6 @@ class SamplerSettings:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.sampler is not None and self.sampler not in SAMPLERS:
-            raise SpecError(
-                f"{self.sampler!r} is unknown; choose from {', '.join(SAMPLERS)}",
-                subject="sampler",
-            )
         if self.steps is not None and self.steps < 1:
             raise SpecError(f"must be >= 1, got {self.steps}", subject="sampler_steps")
         if self.batch_size < 1:
@@ -75,7 +73,7 @@ class SamplerSettings:
         unknown = sorted(set(self.churn) - set(DiffusionConfig().churn))
         if unknown:
             raise SpecError(f"unknown sampler settings {unknown}")
-        if self.churn and self.sampler not in (None, "heun-stochastic"):
+        if self.churn and self.sampler is not None and self.sampler != "heun-stochastic":
             raise SpecError(
                 f"{self.sampler}: the churn settings apply to heun-stochastic only",
                 subject="sampler",
@@ -84,14 +82,41 @@ class SamplerSettings:
             if not value >= 0:  # NaN fails too
                 raise SpecError(f"{name} must be >= 0, got {value}")
 
+    def resolve(self, model: FastSimModel) -> tuple[str, int]:
+        """(sampler, steps) with the model's defaults filled in.
+
+        Raises:
+            SpecError: for a sampler that is neither a diffusion sampler nor a student of the
+                model, or more steps than a student has noise levels.
+        """
+        record = model.record
+        sampler = self.sampler or record.sampler or record.diffusion.sampler
+        student = record.students.get(sampler)
+        if student is None and sampler not in SAMPLERS:
+            known = [*SAMPLERS, *record.students]
+            raise SpecError(f"{sampler!r} is unknown; choose from {', '.join(known)}", subject="sampler")  # fmt: skip
+        if student is None:
+            return sampler, self.steps or record.diffusion.steps
+        steps = self.steps or len(student.sigmas)
+        if steps > len(student.sigmas):
+            raise SpecError(
+                f"the student {sampler!r} samples in at most {len(student.sigmas)} steps, "
+                f"not {steps}",
+                subject="sampler_steps",
+            )
+        if self.churn:
+            raise SpecError(f"{sampler}: the churn settings apply to heun-stochastic only", subject="sampler")  # fmt: skip
+        return sampler, steps
+
     def describe(self, model: FastSimModel) -> dict[str, Any]:
         """The resolved settings, for the ``generator`` attribute."""
-        sampler = model.diffusion.sampler if self.sampler is None else self.sampler
-        return {
-            "sampler": sampler,
-            "steps": model.diffusion.steps if self.steps is None else self.steps,
-            **({**model.diffusion.churn, **self.churn} if sampler == "heun-stochastic" else {}),
-        }
+        sampler, steps = self.resolve(model)
+        out: dict[str, Any] = {"sampler": sampler, "steps": steps}
+        if sampler in model.record.students:
+            out["student"] = model.record.students[sampler].method
+        if sampler == "heun-stochastic":
+            out.update({**model.diffusion.churn, **self.churn})
+        return out
 
 
 @dataclass
@@ -101,15 +126,18 @@ class FastSimModel:
     Attributes:
         record: the model's ``model.json`` (family, networks, preprocessing, detectors, ...).
         networks: part name -> preconditioned denoiser ``D(x, sigma, cond)`` (EMA weights).
+        students: sampler name -> consistency student ``f(x, sigma, cond)`` of one network.
     """
 
     record: ModelRecord
     networks: dict[str, EDMPrecond]
+    students: dict[str, ConsistencyPrecond] = field(default_factory=dict)
 
     @classmethod
     def build(cls, record: ModelRecord) -> FastSimModel:
         """A fresh (untrained) model of a record."""
-        return cls(record, build_networks(record))
+        students = {name: build_student(record, s) for name, s in record.students.items()}
+        return cls(record, build_networks(record), students)
 
     @property
     def net(self) -> EDMPrecond:
@@ -139,10 +167,15 @@ class FastSimModel:
             training = replace(training, completed_steps=step)
         else:
             steps = {**training.part_steps, part: step}
-            voxel_part = list(self.record.networks)[-1]  # the network that makes the voxels
-            training = replace(training, part_steps=steps, completed_steps=steps.get(voxel_part))
+            voxels = voxel_part(self.record.family)
+            training = replace(training, part_steps=steps, completed_steps=steps.get(voxels))
         networks = {**self.networks, part: net}
-        return FastSimModel(replace(self.record, training=training), networks)  # type: ignore[arg-type]
+        return FastSimModel(replace(self.record, training=training), networks, self.students)  # type: ignore[arg-type]
+
+    def with_student(self, name: str, student: StudentRecord, net: ConsistencyPrecond) -> FastSimModel:  # fmt: skip
+        """This model with a consistency student added (or replaced) under ``name``."""
+        record = replace(self.record, students={**self.record.students, name: student})
+        return FastSimModel(record, self.networks, {**self.students, name: net})
 
     def save(self, directory: str | Path, parts: Iterable[str] | None = None) -> None:
         """Write the weights of ``parts`` (default: all), then ``model.json``, into
@@ -154,25 +187,34 @@ class FastSimModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         networks = dict(self.record.networks)
+        students = dict(self.record.students)
         for part in self.networks if parts is None else parts:
-            net = self.networks[part]
-            state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-            with atomic_file(directory / networks[part].weights) as tmp:
-                write_safetensors(state, tmp)
-                networks[part] = replace(networks[part], sha256=file_sha256(tmp))
-        self.record = replace(self.record, networks=networks)
+            if part in self.networks:
+                networks[part] = _write_weights(self.networks[part], directory, networks[part])
+            else:  # a student
+                record = students[part]
+                written = _write_weights(self.students[part], directory, record.network)
+                students[part] = replace(record, network=written)
+        self.record = replace(self.record, networks=networks, students=students)
         self.record.write(directory / META_FILE)
 
     @torch.no_grad()
-    def sampling_denoiser(self) -> Denoiser:
-        """The denoiser the samplers use: the network, its estimates kept within the range of
-        the training data when that range was recorded (see :class:`ClampedDenoiser`)."""
+    def sampling_denoiser(self, part: str = "shower", student: str | None = None) -> Denoiser:
+        """The denoiser the samplers use for ``part`` (or its consistency ``student``).
+
+        The ``calodit`` family's estimates are kept within the range of the training data
+        when that range was recorded (see :class:`ClampedDenoiser`); the factorised family's
+        transforms are bounded already.
+        """
+        net: Denoiser = self.networks[part] if student is None else self.students[student]
+        if self.record.family == FACTORIZED:
+            return net
         transform = self.preprocessing.shower
         if transform is None:
             raise DataError(f"a {self.record.family} model has no shower transform")
         if transform.max_value is None:  # a model trained before the range was recorded
-            return self.net
-        return ClampedDenoiser(self.net, transform.zero_level, transform.max_value)
+            return net
+        return ClampedDenoiser(net, transform.zero_level, transform.max_value)
 
     def generate(
         self,
@@ -224,25 +266,38 @@ class FastSimModel:
                 batch_size=settings.batch_size if batch_size is None else batch_size,
             )
         trained = self.diffusion
-        sampler = settings.sampler or trained.sampler
-        n_steps = settings.steps or trained.steps
+        sampler, n_steps = settings.resolve(self)
         conditions = self.preprocessing.conditions
         slot = conditions.slot(detector, allow_spare=allow_spare_slot)
         conditions.check(energies, theta, allow_extrapolation=allow_extrapolation)
         cond = torch.from_numpy(
             conditions.forward(energies, theta, phi, np.full(len(energies), slot))
         )
+        student = self.record.students.get(sampler)
+        levels = student.sigmas[:n_steps] if student is not None else []
+        if student is not None:  # the student for its part; the other parts' ODE as trained
+            sampler, n_steps = trained.sampler, trained.steps
         sigmas = karras_sigmas(n_steps, trained.sigma_min, trained.sigma_max, trained.rho)
         kwargs: dict[str, Any] = {}
         if sampler == "heun-stochastic":
             kwargs.update({**trained.churn, **settings.churn})
 
         def sample(
-            denoiser: Denoiser, shape: tuple[int, ...], cond: torch.Tensor, noise: ShowerNoise
+            part: str, shape: tuple[int, ...], cond: torch.Tensor, noise: ShowerNoise
         ) -> torch.Tensor:
-            """One sampler run from pure noise of each shower's own stream: (b, *shape)."""
-            x_T = noise.randn(shape) * sigmas[0]
-            return SAMPLERS[sampler](denoiser, x_T, sigmas, cond=cond, noise=noise, **kwargs)
+            """One sampler run of ``part`` from pure noise of each shower's own stream."""
+            z = noise.randn(shape)
+            if student is not None and part == student.part:
+                return sample_consistency(
+                    self.sampling_denoiser(part, settings.resolve(self)[0]),
+                    z * levels[0],
+                    levels,
+                    cond=cond,
+                    noise=noise,
+                    sigma_min=student.sigma_min,
+                )
+            denoiser = self.sampling_denoiser(part)
+            return SAMPLERS[sampler](denoiser, z * sigmas[0], sigmas, cond=cond, noise=noise, **kwargs)  # fmt: skip
 
         draw = self._factorized if self.record.family == FACTORIZED else self._calodit
         if layers is not None and (draw == self._calodit or layers.shape[0] != len(energies)):
@@ -250,7 +305,7 @@ class FastSimModel:
                 f"layer energies (N, Z) are for a {FACTORIZED} model, one row per shower"
             )
         threshold, _ = voxel_threshold(self.record.calibrated)
-        for net in self.networks.values():
+        for net in [*self.networks.values(), *self.students.values()]:
             net.eval()
         out = np.empty((len(energies), int(np.prod(self.preprocessing.mesh_shape))), np.float32)
         for start in range(0, len(energies), settings.batch_size):
@@ -277,7 +332,7 @@ class FastSimModel:
         """One batch of the ``calodit`` family: the whole shower from one denoiser (it has no
         layer energies to be given: ``layers`` is always None here)."""
         del layers
-        x_0 = sample(self.sampling_denoiser(), (1, *self.preprocessing.mesh_shape), cond, noise)
+        x_0 = sample("shower", (1, *self.preprocessing.mesh_shape), cond, noise)
         transform = self.preprocessing.shower
         assert transform is not None  # checked by sampling_denoiser
         showers = transform.inverse(x_0.reshape(len(energies), -1).numpy(), energies)
@@ -301,13 +356,29 @@ class FastSimModel:
             raise DataError(f"a {FACTORIZED} model needs the layer and fraction transforms")
         mesh = self.preprocessing.mesh_shape
         if layers is None:
-            x_e = sample(self.networks["energy"], (mesh[0],), cond, noise)  # (b, Z)
+            x_e = sample("energy", (mesh[0],), cond, noise)  # (b, Z)
             layers = layers_t.inverse(x_e.numpy(), energies)  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
         layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
-        x_s = sample(self.networks["shape"], (1, *mesh), torch.cat([cond, layer_cond], 1), noise)
+        x_s = sample("shape", (1, *mesh), torch.cat([cond, layer_cond], 1), noise)
         showers = fractions_t.inverse(x_s.reshape(len(energies), -1).numpy(), layers)
         return conserve_threshold(showers, mesh, threshold)
+
+
+def _write_weights(net: torch.nn.Module, directory: Path, network: NetworkRecord) -> NetworkRecord:
+    """Write a network's weights atomically; its record with the file's checksum."""
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    with atomic_file(directory / network.weights) as tmp:
+        write_safetensors(state, tmp)
+        return replace(network, sha256=file_sha256(tmp))
+
+
+def build_student(record: ModelRecord, student: StudentRecord) -> ConsistencyPrecond:
+    """A freshly initialised consistency student of a record (its teacher's backbone)."""
+    teacher = build_network(record.family, student.part, student.network, record.preprocessing)
+    return ConsistencyPrecond(
+        teacher.backbone, sigma_data=student.network.sigma_data, sigma_min=student.sigma_min
+    )
 
 
 def default_model_dir() -> Path:
@@ -327,14 +398,15 @@ def load_model(where: str | Path) -> FastSimModel:
         raise DataError(f"{what}: no trained model there (no {META_FILE})")
     record = ModelRecord.read(directory / META_FILE)
     model = FastSimModel.build(record)
-    for part, net in model.networks.items():
-        weights = directory / record.networks[part].weights
+    nets: list[tuple[str, torch.nn.Module, NetworkRecord]] = [
+        (f"{part} network", net, record.networks[part]) for part, net in model.networks.items()
+    ]
+    nets += [(f"student {name}", net, record.students[name].network) for name, net in model.students.items()]  # fmt: skip
+    for what_net, net, network in nets:
+        weights = directory / network.weights
         if not weights.exists():
-            raise DataError(
-                f"{what}: the weights of its {part} network ({weights.name}) are missing"
-            )
-        expected = record.networks[part].sha256
-        if expected is not None and file_sha256(weights) != expected:
+            raise DataError(f"{what}: the weights of its {what_net} ({weights.name}) are missing")
+        if network.sha256 is not None and file_sha256(weights) != network.sha256:
             raise DataError(f"{weights} is damaged (its checksum does not match {META_FILE})")
         try:
             net.load_state_dict(load_file(weights))
@@ -354,6 +426,7 @@ def copy_model(source: str | Path, target: str | Path) -> None:
     source, target = model_dir(source), Path(target)
     record = ModelRecord.read(source / META_FILE)
     target.mkdir(parents=True, exist_ok=True)
-    for network in record.networks.values():
+    networks = [*record.networks.values(), *(s.network for s in record.students.values())]
+    for network in networks:
         shutil.copy2(source / network.weights, target / network.weights)
     shutil.copy2(source / META_FILE, target / META_FILE)

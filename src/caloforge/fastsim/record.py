@@ -74,6 +74,38 @@ class TrainingRecord:
 
 
 @dataclass(frozen=True)
+class StudentRecord:
+    """A consistency student of one network (``caloforge distill``): a few-step sampler.
+
+    Attributes:
+        part: the teacher network it replaces when sampling (e.g. ``shape``).
+        network: its backbone (the teacher's preset and options), ``sigma_data`` and weights.
+        method: ``cd`` (consistency distillation) or ``ect`` (easy consistency tuning).
+        sigma_min: where the student is the identity (its boundary condition).
+        sigmas: the noise levels of its sampler, one per network evaluation (a sampler of
+            N steps uses the first N).
+        trained_steps: distillation steps done; data: the files it was distilled on.
+    """
+
+    part: str
+    network: NetworkRecord
+    method: str
+    sigma_min: float
+    sigmas: list[float]
+    trained_steps: int = 0
+    data: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentRecord:
+        return cls(**{**data, "network": NetworkRecord(**data["network"])})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["network"] = {k: v for k, v in out["network"].items() if v is not None}
+        return out
+
+
+@dataclass(frozen=True)
 class Quality:
     """The measured quality of a shipped model (written with its model card).
 
@@ -103,6 +135,9 @@ class ModelRecord:
         diffusion: training noise and sampler settings.
         training: the training record.
         quality: the measured quality (shipped models), else None.
+        students: few-step samplers distilled from the networks, by sampler name.
+        sampler: the sampler used when none is asked for (a student's name, or None: the
+            diffusion sampler of ``diffusion``).
     """
 
     family: str
@@ -114,6 +149,8 @@ class ModelRecord:
     diffusion: DiffusionConfig
     training: TrainingRecord
     quality: Quality | None = None
+    students: dict[str, StudentRecord] = field(default_factory=dict)
+    sampler: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer writers, kept as is
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +170,12 @@ class ModelRecord:
             "diffusion": config_to_dict(self.diffusion),
             "training": self.training.to_dict(),
             **({"quality": dataclasses.asdict(self.quality)} if self.quality else {}),
+            **(
+                {"students": {k: v.to_dict() for k, v in self.students.items()}}
+                if self.students
+                else {}
+            ),
+            **({"sampler": self.sampler} if self.sampler else {}),
             **self.extra,
         }
 
@@ -173,6 +216,11 @@ class ModelRecord:
                     part_steps=dict(training.get("part_steps", {})),
                 ),
                 quality=Quality(**quality) if quality else None,
+                students={
+                    name: StudentRecord.from_dict(student)
+                    for name, student in data.get("students", {}).items()
+                },
+                sampler=data.get("sampler"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except SpecError as exc:

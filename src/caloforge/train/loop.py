@@ -174,6 +174,8 @@ def train(
     *,
     dist: Distributed,
     on_checkpoint: Callable[[nn.Module, int], None] | None = None,
+    before_step: Callable[[int], None] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
     progress: bool = True,
 ) -> nn.Module:
     """Train ``net`` (the preconditioned denoiser) and return its EMA copy.
@@ -192,6 +194,10 @@ def train(
         dist: the process group (a single process when not under torchrun).
         on_checkpoint: called on the main process with the EMA model and the step after
             every checkpoint (e.g. to export the weights).
+        before_step: called with the step about to be taken (e.g. a loss whose schedule
+            follows the step), on every process, also after a resume.
+        after_step: called with ``net`` after each optimiser step, before the EMA update
+            (e.g. to move a consistency model's target network).
         progress: show a progress bar (main process only).
     """
     if config.batch_size % dist.world_size:
@@ -221,6 +227,8 @@ def train(
     start_time, start_step = time.perf_counter(), step
     shape = tuple(x.shape[1:])
     while step < config.steps:
+        if before_step is not None:
+            before_step(step)
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -233,6 +241,8 @@ def train(
         loss.backward()  # DDP averages the gradients over the processes
         grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip))
         optimizer.step()
+        if after_step is not None:
+            after_step(net)
         ema.update(net)
         step += 1
         global_loss = dist.mean(float(loss.detach()))

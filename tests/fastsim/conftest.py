@@ -1,0 +1,41 @@
+"""Shared fixtures of the fast-simulation tests: tiny trained models of each family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_pipeline import CALODIT_TINY, DISTILL_TINY, TINY, _file
+
+from caloforge.cli import main
+
+
+def _run(*args: str | Path) -> int:
+    return main([*map(str, args)])
+
+
+@pytest.fixture(scope="session")
+def teachers(tmp_path_factory: pytest.TempPathFactory, make_caloforge_file) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """A tiny trained model of each family, and their data."""
+    root = tmp_path_factory.mktemp("teachers")
+    data = _file(make_caloforge_file, root / "a.h5", lambda e: np.full_like(e, 0.03))
+    factorized, calodit = root / "factorized", root / "calodit"
+    common = ["--data", data, "--steps", "2"]
+    assert _run("train", *common, "--out", factorized, *TINY, "--set", "energy.train.steps=2") == 0  # fmt: skip
+    assert _run("train", *common, "--out", calodit, *CALODIT_TINY) == 0
+    return {"data": data, "factorized": factorized, "calodit": calodit}
+
+
+@pytest.fixture(scope="session")
+def students(
+    teachers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The tiny teachers, each with a consistency student ``cd`` (2 steps of distillation)."""
+    root = tmp_path_factory.mktemp("students")
+    out = {"data": teachers["data"]}
+    for family in ("factorized", "calodit"):
+        out[family] = root / family
+        args = ["--model", teachers[family], "--data", teachers["data"], "--out", out[family]]
+        assert _run("distill", *args, "--steps", "2", *DISTILL_TINY) == 0
+    return out
