@@ -519,6 +519,60 @@ def _add_distill(sub: Any) -> None:
     p.set_defaults(func=cmd_distill)
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from caloforge.deploy.benchmark import benchmark, write
+
+    def numbers(text: str, kind: type, what: str) -> list[Any]:
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise SpecError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+    from caloforge.atomic import check_output
+
+    out = Path(args.out)
+    if out.is_dir():
+        check_output(out / "benchmark.md", overwrite=args.overwrite)
+    else:
+        check_output(out, directory=True)
+    result = benchmark(
+        args.model,
+        energies=numbers(args.energies, float, "--energies"),
+        batches=numbers(args.batches, int, "--batches"),
+        threads=numbers(args.threads, int, "--threads"),
+        repeats=args.repeats,
+        budget_s=args.budget_s,
+        geant4=not args.no_geant4,
+        onnx=not args.no_onnx,
+        progress=None if args.no_progress else lambda what: print(f"timing {what}", flush=True),
+    )
+    paths = write(result, out)
+    print(Path(paths[0]).read_text())
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _add_benchmark(sub: Any) -> None:
+    """The ``benchmark`` command's options."""
+    p = sub.add_parser(
+        "benchmark",
+        formatter_class=_HelpFormatter,
+        help="time a model's samplers (and ONNX Runtime) against Geant4, in one run",
+    )
+    p.add_argument("--model", default="default", help="'default' or a model folder")
+    p.add_argument("--out", required=True, help="folder for benchmark.md, .json and .png")
+    p.add_argument("--energies", default="1,10,100", help="photon energies, GeV")
+    p.add_argument("--batches", default="1,64,256", help="batch sizes")
+    p.add_argument("--threads", default="1,2", help="thread counts")
+    p.add_argument("--repeats", type=int, default=3, help="timings per cell (at most)")
+    p.add_argument("--budget-s", type=float, default=10.0, help="seconds per cell (at least 1 timing)")  # fmt: skip
+    p.add_argument("--no-geant4", action="store_true", help="the model only")
+    p.add_argument("--no-onnx", action="store_true", help="no ONNX Runtime session")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_benchmark)
+
+
 def _primary(args: argparse.Namespace) -> PrimarySpec:
     return PrimarySpec(
         parse_particle(args.particle),
@@ -662,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_distill,
         _add_sample,
+        _add_benchmark,
         _add_demo,
     ):
         add(sub)
