@@ -19,8 +19,10 @@ the baseline), AUC high (<= 0.75) and FPD (<= 3x the baseline).
     python benchmarks/fidelity.py --model runs/factorized [--reference data/siw-test.h5]
         [-n 10000] [--results benchmarks/results/fidelity_NAME.md] [--no-diagnostics]
 
-``-n`` is the size of the held-out set used (A and B get half each). Needs the held-out file
-of ``scripts/make-datasets.sh``; a seed never used in training (2).
+``-n`` is the size of the held-out set used (A and B get half each). Needs the held-out files
+of ``scripts/make-datasets.sh`` (seeds never used in training): ``siw-test`` (seed 2) for
+5k vs 5k, with ``siw-test-b`` (seed 5) for 10k vs 10k (``--reference data/siw-test.h5
+data/siw-test-b.h5 -n 20000``).
 """
 
 from __future__ import annotations
@@ -131,12 +133,36 @@ class Fidelity:
     text: str
 
 
+def _read(references: list[str], n: int) -> ShowerData:
+    """The first ``n`` showers of the reference files, one after the other."""
+    parts: list[ShowerData] = []
+    for path in references:
+        left = n - sum(len(p) for p in parts)
+        if left <= 0:
+            break
+        parts.append(read_showers(ROOT / path, stop=left))
+    first = parts[0]
+    for path, part in zip(references[1:], parts[1:], strict=False):
+        if part.attrs.get("detector_name") != first.attrs.get("detector_name"):
+            raise SystemExit(f"{path} is of another detector than {references[0]}")
+    if len(parts) == 1:
+        return first
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return ShowerData(cat("energies"), cat("showers"), first.binning, cat("theta"), cat("phi"), first.attrs)  # fmt: skip
+
+
 def fidelity(
-    model_dir: str, reference: str, n: int, *, seed: int = 1, diagnostics: bool = True
+    model_dir: str, reference: str | list[str], n: int, *, seed: int = 1, diagnostics: bool = True
 ) -> Fidelity:
-    """The model in ``model_dir`` against the first ``n`` showers of ``reference`` (see above)."""
+    """The model in ``model_dir`` against the first ``n`` showers of ``reference`` (one file or
+    several, read one after the other; see above)."""
     model = load_model(model_dir)
-    data = read_showers(ROOT / reference, stop=n)
+    references = [reference] if isinstance(reference, str) else list(reference)
+    data = _read(references, n)
+    reference = " ".join(references)
     threshold, _ = voxel_threshold(model.record.calibrated)
     a, b = _split(data, min(n, len(data)))
     for part in (a, b):
@@ -191,7 +217,9 @@ def fidelity(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="'default' or a model/run folder")
-    parser.add_argument("--reference", default="data/siw-test.h5")
+    parser.add_argument(
+        "--reference", nargs="+", default=["data/siw-test.h5"], help="held-out Geant4 file(s)"
+    )
     parser.add_argument("-n", type=int, default=10_000, help="held-out showers used (A + B)")
     parser.add_argument("--seed", type=int, default=1, help="sampler seed")
     parser.add_argument("--results", type=Path, help="Markdown file for the tables")

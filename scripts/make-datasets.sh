@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The Geant4 datasets used by the evaluation acceptance (issue 3), the CaloDiT training (issue 4)
-# and the fidelity study (issue 14). Outputs go to data/ (git-ignored). Each command resumes
-# where a killed run stopped: run this script again after an interruption. About 80 minutes on
-# 2 cores for all four; name some to make only those (e.g. `scripts/make-datasets.sh siw-test
-# siw-train-a`).
+# The Geant4 datasets used by the evaluation acceptance (issue 3), the training of the default
+# model (issues 4 and 14) and the fidelity study and final evaluation (issue 14). Outputs go to
+# data/ (git-ignored). Each command resumes where a killed run stopped: run this script again
+# after an interruption. About 25 minutes per 10k showers on 2 idle cores, 2 hours for all
+# five; name some to make only those (e.g. `scripts/make-datasets.sh siw-test siw-train-a`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
@@ -21,3 +21,4 @@ run siw-test --detector par04-siw -n 10000 --seed 2     # held-out par04-siw tes
 run siw-train-a --detector par04-siw -n 10000 --seed 1  # par04-siw training set, part 1
 run scipb --detector par04-scipb -n 10000 --seed 3      # second training detector
 run siw-train-b --detector par04-siw -n 10000 --seed 4  # par04-siw training set, part 2
+run siw-test-b --detector par04-siw -n 10000 --seed 5   # held out, part 2 (10k vs 10k)
