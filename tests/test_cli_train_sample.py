@@ -184,11 +184,18 @@ def test_train_resume_sample_evaluate(
         attrs={"energy_spec_gev": "10,50", "theta_spec_rad": "1.5708", "phi_spec_rad": "0"},
     )
     meta = json.loads((run / "model.json").read_text())
-    meta["quality"] = {"verdict": "POOR MODEL: a test"}  # as scripts/ship_default_model.py adds
+    meta["quality"] = {  # as scripts/ship_default_model.py adds
+        "verdict": "POOR MODEL: a test",
+        "samplers": {"teacher (heun, 2 steps)": "AUC high 0.99"},
+    }
     (run / "model.json").write_text(json.dumps(meta))
     config = EvaluationConfig(classifier=ClassifierConfig(epochs=1, repeats=1), plots=False)
     result = run_demo(tmp_path / "demo", model=run, reference=points, config=config)
-    assert result.notes[0] == f"model card of {run}: POOR MODEL: a test"
+    assert list(result.notes[:3]) == [
+        "sampled with heun-stochastic (32 steps)",
+        f"model card of {run}: POOR MODEL: a test",
+        "at release, teacher (heun, 2 steps): AUC high 0.99",
+    ]
     assert "POOR MODEL: a test" in (tmp_path / "demo" / "report" / "index.html").read_text()
     assert result.metrics["conditions"]["mode"] == "points"
     assert len(result.metrics["conditions"]["bins"]) == 2

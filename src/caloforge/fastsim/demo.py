@@ -19,7 +19,7 @@ from caloforge.data.readers import read_showers
 from caloforge.errors import DataError
 from caloforge.evaluate.report import ProgressFactory, evaluate
 from caloforge.evaluate.results import Comparison
-from caloforge.fastsim.model import load_model
+from caloforge.fastsim.model import SamplerSettings, load_model
 from caloforge.fastsim.sampling import Conditions, sample_to_file
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ def run_demo(
         on_batch=on_batch,
     )
     quality = fastsim.record.quality
-    notes = [f"model card of {model}: {quality.verdict}"] if quality else []
+    used = SamplerSettings().describe(fastsim)
+    notes = [f"sampled with {used['sampler']} ({used['steps']} steps)"]
+    if quality:
+        notes.append(f"model card of {model}: {quality.verdict}")
+        notes += [f"at release, {name}: {line}" for name, line in quality.samplers.items()]
     return evaluate(
         reference,
         generated,

@@ -113,11 +113,14 @@ class Quality:
         verdict: one sentence: GOOD, FAIR or POOR and the numbers it follows from.
         auc_high: the high-level classifier AUC, ``{"value": ..., "error": ...}``.
         card: the model card's file name in the model directory.
+        samplers: per sampler measured at release (e.g. the teacher beside its student), one
+            line of its numbers.
     """
 
     verdict: str
     auc_high: dict[str, float] | None = None
     card: str | None = None
+    samplers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
