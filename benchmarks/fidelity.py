@@ -42,6 +42,7 @@ from caloforge.data.showers import ShowerData
 from caloforge.evaluate import Comparison, compare
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.families import FACTORIZED
+from caloforge.fastsim.model import SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DECADES = ((1.0, 10.0), (10.0, 100.0), (100.0, 1000.0))  # GeV, [low, high)
@@ -154,8 +155,21 @@ def _read(references: list[str], n: int) -> ShowerData:
     return ShowerData(cat("energies"), cat("showers"), first.binning, cat("theta"), cat("phi"), first.attrs)  # fmt: skip
 
 
+def _sampler_flags(settings: SamplerSettings | None) -> str:
+    if settings is None:
+        return ""
+    flags = f" --sampler {settings.sampler}" if settings.sampler else ""
+    return flags + (f" --sampler-steps {settings.steps}" if settings.steps else "")
+
+
 def fidelity(
-    model_dir: str, reference: str | list[str], n: int, *, seed: int = 1, diagnostics: bool = True
+    model_dir: str,
+    reference: str | list[str],
+    n: int,
+    *,
+    seed: int = 1,
+    diagnostics: bool = True,
+    settings: SamplerSettings | None = None,
 ) -> Fidelity:
     """The model in ``model_dir`` against the first ``n`` showers of ``reference`` (one file or
     several, read one after the other; see above)."""
@@ -174,7 +188,7 @@ def fidelity(
 
     def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
         start = time.perf_counter()
-        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers)  # type: ignore[arg-type]
+        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers, settings=settings)  # type: ignore[arg-type]  # fmt: skip
         return _like(a, showers), time.perf_counter() - start
 
     lines = [
@@ -182,7 +196,7 @@ def fidelity(
         "",
         (
             f"Command: `python benchmarks/fidelity.py --model {model_dir} --reference "
-            f"{reference} -n {n}`. Every comparison is against half B, at the "
+            f"{reference} -n {n}{_sampler_flags(settings)}`. Every comparison is against half B, at the "
             "conditions of half A; the right column is each comparison's own Geant4-vs-Geant4 "
             "baseline."
         ),
@@ -224,9 +238,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="sampler seed")
     parser.add_argument("--results", type=Path, help="Markdown file for the tables")
     parser.add_argument("--no-diagnostics", action="store_true", help="the model only")
+    parser.add_argument("--sampler", help="a sampler or student of the model (default: its own)")
+    parser.add_argument("--sampler-steps", type=int, help="its steps (default: the model's)")
     args = parser.parse_args()
     report = fidelity(
-        args.model, args.reference, args.n, seed=args.seed, diagnostics=not args.no_diagnostics
+        args.model,
+        args.reference,
+        args.n,
+        seed=args.seed,
+        diagnostics=not args.no_diagnostics,
+        settings=SamplerSettings(args.sampler, args.sampler_steps),
     )
     print(report.text)
     if args.results:

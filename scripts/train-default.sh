@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Train the shipped default model (configs/calodit-cpu.yaml) on the datasets of
-# scripts/make-datasets.sh. Resumes a killed run: run it again.
-# Two stages, as the shipped weights were made: 5,000 steps (the config's cosine decay to
-# lr_min), then resumed to 10,000 steps; the schedule recomputed over 10,000 steps restarts at
-# lr 1.6e-4 and decays to lr_min again (a warm restart). ~0.75 s per step here: ~2.1 h in all.
+# Train the shipped default model (issue 14: the factorised pipeline, configs/factorized-cpu.yaml,
+# the equal-budget study's winner) on par04-siw and par04-scipb photons, from nothing: the
+# Geant4 sets of scripts/make-datasets.sh first, then the energy model (10k steps, ~3 min) and
+# the shape model (STEPS, default 15k: ~0.9 s per step here, ~3.7 h). The run lives outside the
+# work tree (RUNS, default ~/caloforge-runs); a killed run resumes: run this script again.
+#   scripts/train-default.sh                      # -> $RUNS/default
+#   CONFIG=configs/calodit-cpu.yaml STEPS=10000 scripts/train-default.sh $RUNS/calodit
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-venv.sh
-out="${1:-runs/calodit-cpu}"
+runs="${RUNS:-$HOME/caloforge-runs}"
+out="${1:-$runs/default}"
+config="${CONFIG:-configs/factorized-cpu.yaml}"
+scripts/make-datasets.sh siw-train-a siw-train-b scipb
 data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
 resume=()
 if [[ -f $out/config.yaml ]]; then resume=(--resume); fi
-# stage 1; a run already in stage 2 keeps its recorded 10,000 steps and finishes here
-.venv/bin/caloforge train --config configs/calodit-cpu.yaml --out "$out" "${resume[@]}" \
-  "${data[@]}" --no-progress
-.venv/bin/caloforge train --config configs/calodit-cpu.yaml --out "$out" --resume --steps 10000 \
-  "${data[@]}" --no-progress
+energy=()
+if grep -q "^family: factorized" "$config"; then energy=(--set energy.train.steps="${ENERGY_STEPS:-10000}"); fi
+if [[ ${#resume[@]} -gt 0 ]]; then energy=(); fi  # a resumed run keeps its settings
+.venv/bin/caloforge train --config "$config" --out "$out" "${resume[@]}" "${energy[@]}" \
+  --steps "${STEPS:-15000}" "${data[@]}" --no-progress
