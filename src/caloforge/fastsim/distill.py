@@ -34,6 +34,7 @@ from caloforge.diffusion.consistency import (
 )
 from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import FACTORIZED, voxel_part
+from caloforge.fastsim.fit import CONFIG_FILE, RUN_FILE
 from caloforge.fastsim.model import FastSimModel, copy_model, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, StudentRecord
 from caloforge.resources import check_space
@@ -42,9 +43,6 @@ from caloforge.train.checkpoint import latest_checkpoint
 from caloforge.train.loop import TrainingLoss, train
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
