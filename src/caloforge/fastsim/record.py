@@ -122,6 +122,12 @@ class Quality:
     card: str | None = None
     samplers: dict[str, str] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if not self.samplers:
+            del out["samplers"]
+        return out
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -172,7 +178,7 @@ class ModelRecord:
             "calibrated": self.calibrated,
             "diffusion": config_to_dict(self.diffusion),
             "training": self.training.to_dict(),
-            **({"quality": dataclasses.asdict(self.quality)} if self.quality else {}),
+            **({"quality": self.quality.to_dict()} if self.quality else {}),
             **(
                 {"students": {k: v.to_dict() for k, v in self.students.items()}}
                 if self.students
