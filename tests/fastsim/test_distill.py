@@ -98,6 +98,17 @@ def test_distill_refuses_what_it_cannot_use(
     assert "leave the trained range" in capsys.readouterr().err
     assert _run(*base, "--data", teachers["data"], "--method", "nope") != 0
     assert "method" in capsys.readouterr().err
+    # a name that would shadow a diffusion sampler, or is not a file name
+    assert _run(*base, "--data", teachers["data"], "--name", "heun") == 1
+    assert "--name" in capsys.readouterr().err
+    assert _run(*base, "--data", teachers["data"], "--name", "../x") == 1
+    capsys.readouterr()
+    # a resumed run keeps its data
+    assert _run(*base, "--data", teachers["data"], "--steps", "1") == 0
+    assert (
+        _run(*base, "--data", teachers["data"], teachers["data"], "--steps", "2", "--resume") == 1
+    )
+    assert "keeps its data" in capsys.readouterr().err
     # into a folder holding another model
     assert _run(*base[:3], "--out", teachers["factorized"], "--data", teachers["data"]) != 0
     assert "another model" in capsys.readouterr().err

@@ -15,7 +15,9 @@ change. The student's EMA weights are written into the model directory at every 
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from caloforge.diffusion.consistency import (
     ConsistencyStudent,
     EasyConsistencyLoss,
 )
+from caloforge.diffusion.samplers import SAMPLERS
 from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import FACTORIZED, voxel_part
 from caloforge.fastsim.fit import CONFIG_FILE, RUN_FILE
@@ -193,6 +196,12 @@ def distill(
         teacher = load_model(out)
         if name is None:
             name = load_config(DistillConfig, None, overrides).method
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in SAMPLERS:
+            raise SpecError(
+                f"{name!r}: a student's name is letters, digits, '_', '.' and '-', and not one "
+                f"of the diffusion samplers ({', '.join(SAMPLERS)})",
+                subject="name",
+            )
         if name in teacher.record.students and not resume:
             raise SpecError(
                 f"{out} has a student {name!r} already; resume its run or choose another name",
@@ -201,6 +210,13 @@ def distill(
             )
         run = run_folder(out, name)
         config = _config(run, overrides, steps, resume)
+        if resume and (run / RUN_FILE).exists():
+            recorded = json.loads((run / RUN_FILE).read_text())
+            if [str(Path(p)) for p in data] != recorded["data"] or limit != recorded["limit"]:
+                raise SpecError(
+                    f"the data or limit differ from the run in {run} ({recorded['data']}, "
+                    f"limit {recorded['limit']}); a resumed run keeps its data"
+                )
         part = voxel_part(teacher.record.family)
         tensors = _network_data(teacher, part, data, config, limit)
         online = ConsistencyPrecond.from_teacher(teacher.networks[part], teacher.diffusion.sigma_min)  # fmt: skip
