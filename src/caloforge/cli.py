@@ -573,6 +573,51 @@ def _add_benchmark(sub: Any) -> None:
     p.set_defaults(func=cmd_benchmark)
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from caloforge.fastsim.adapt import adapt
+    from caloforge.geometry.detectors import load_detector
+
+    detector = load_detector(args.detector).name if args.detector else None
+    model = adapt(
+        args.model,
+        args.data,
+        args.out,
+        detector=detector,
+        strategy=args.strategy,
+        steps=args.steps,
+        lr=args.lr,
+        resume=args.resume,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    found = model.record.extra["adapted_from"]["detector"]
+    print(
+        f"adapted {args.model} to {found} ({args.strategy}); model in {args.out} "
+        f"(caloforge sample --model {args.out} --detector {found})"
+    )
+    return 0
+
+
+def _add_adapt(sub: Any) -> None:
+    """The ``adapt`` command's options."""
+    p = sub.add_parser(
+        "adapt",
+        formatter_class=_HelpFormatter,
+        help="fine-tune a pretrained model to a new detector through its spare one-hot slot",
+    )
+    p.add_argument("--model", default="default", help="the parent: 'default' or a model folder")
+    p.add_argument("--detector", help="the new detector: a built-in name or a YAML file")
+    p.add_argument("--data", nargs="+", required=True, help="shower files of the new detector")
+    p.add_argument("--out", required=True, help="the adapted model's folder (also its run)")
+    p.add_argument("--strategy", default="full", help="full, bias or frozen (which weights train)")
+    p.add_argument("--steps", type=int, help="optimiser steps per network (default 1000)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument("--resume", action="store_true", help="continue the adaptation in --out")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_adapt)
+
+
 def _primary(args: argparse.Namespace) -> PrimarySpec:
     return PrimarySpec(
         parse_particle(args.particle),
@@ -715,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_train,
         _add_distill,
+        _add_adapt,
         _add_sample,
         _add_benchmark,
         _add_demo,

@@ -1,0 +1,284 @@
+"""Adapting a pretrained model to a new detector (``caloforge adapt``).
+
+The parent model has a one-hot slot per training detector and a spare one (the last). The
+adapted model gives the new detector the parent's spare slot and gets a new spare slot of its
+own, so it can be adapted again: the condition vector grows by one column, and so does the
+first layer of every network's condition embedding (``cond_embedder.fc1``), the new column a
+copy of the parent's spare one (never trained). Every other weight starts as the parent's.
+
+Strategies (which weights train; the others stay the parent's):
+
+- ``full``: all of them;
+- ``bias``: the biases and the condition and noise embeddings (BitFit with the conditioning);
+- ``frozen``: the condition and noise embeddings and the final layer only (a frozen backbone).
+
+The new detector's showers train every network of the pipeline, each for its number of steps
+(the energy model of the factorised family is cheap), with the parent's preprocessing (the
+condition ranges, the transforms): data outside the parent's ranges is refused. The run lives in
+the output model directory (``adapt-PART/``: checkpoints, ``metrics.csv``, ``loss.png``) and
+resumes like ``train``. The adapted model's record names its parent and the adaptation data
+(``adapted_from``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from caloforge.atomic import file_sha256, os_reason, output_lock, write_json_atomic
+from caloforge.config import TrainConfig
+from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
+from caloforge.data.readers import read_showers
+from caloforge.data.transforms import ConditionTransform
+from caloforge.diffusion.loss import EDMLoss
+from caloforge.errors import DataError, OutputError, SpecError
+from caloforge.fastsim.families import FACTORIZED
+from caloforge.fastsim.fit import RUN_FILE
+from caloforge.fastsim.model import FastSimModel, load_model, model_dir
+from caloforge.fastsim.record import META_FILE, TrainingRecord
+from caloforge.train import distributed
+from caloforge.train.loop import train
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("full", "bias", "frozen")
+ADAPT_TRAINING = TrainConfig(
+    steps=1_000,
+    batch_size=64,
+    lr=1e-4,  # fine-tuning (vit4hep's full fine-tuning rate)
+    lr_min=1e-5,
+    warmup_steps=50,
+    weight_decay=0.0,
+    val_fraction=0.1,
+    val_every=100,
+    checkpoint_every=100,
+)
+"""Fine-tuning of the voxel network; the energy model of a pipeline takes the same schedule."""
+
+FINAL_LAYERS = ("backbone.final_layer.", "backbone.out.")
+"""The output layers of CaloDiT and of the energy MLP (``frozen`` trains them)."""
+COND_LAYER = "backbone.cond_embedder.fc1.weight"
+"""The first layer of every network's condition embedding: (D, n_cond)."""
+
+
+def _extend(state: dict[str, torch.Tensor], spare: int) -> dict[str, torch.Tensor]:
+    """A network's weights with one more one-hot column after the spare slot's (its copy)."""
+    weight = state[COND_LAYER]
+    column = 4 + spare  # energy, theta, sin phi, cos phi, then the one-hot
+    state = dict(state)
+    state[COND_LAYER] = torch.cat([weight[:, : column + 1], weight[:, column : column + 1], weight[:, column + 1 :]], 1)  # fmt: skip
+    return state
+
+
+def extend_model(parent: FastSimModel, detector: str, attrs: dict[str, Any]) -> FastSimModel:
+    """The parent with the new detector in its spare slot and a new spare slot (see above).
+
+    Raises:
+        SpecError: for a detector the parent knows already.
+        DataError: for a parent whose networks do not take its condition vector.
+    """
+    conditions = parent.preprocessing.conditions
+    if detector in conditions.detectors:
+        raise SpecError(
+            f"the model knows {detector} already (its detectors: "
+            f"{', '.join(conditions.detectors)}); train it further with caloforge train"
+        )
+    new_conditions = ConditionTransform(
+        conditions.energy_range_mev, conditions.theta_range, (*conditions.detectors, detector)
+    )
+    record = parent.record
+    preprocessing = replace(record.preprocessing, conditions=new_conditions)
+    child = FastSimModel.build(
+        replace(
+            record,
+            preprocessing=preprocessing,
+            detectors={**record.detectors, detector: attrs},
+            students={},
+            sampler=None,
+            quality=None,
+        )
+    )
+    for part, net in child.networks.items():
+        state = parent.networks[part].state_dict()
+        if COND_LAYER not in state:
+            raise DataError(f"the parent's {part} network has no condition embedding to extend")
+        try:
+            net.load_state_dict(_extend(state, conditions.spare_slot))
+        except RuntimeError as exc:
+            raise DataError(f"cannot extend the parent's {part} network: {exc}") from None
+    return child
+
+
+def trainable(net: nn.Module, strategy: str) -> int:
+    """Freeze what ``strategy`` keeps; returns the number of trainable parameters."""
+    if strategy not in STRATEGIES:
+        raise SpecError(f"{strategy!r} is unknown; choose from {', '.join(STRATEGIES)}", subject="strategy")  # fmt: skip
+    for name, p in net.named_parameters():
+        embedding = name.startswith(("backbone.cond_embedder.", "backbone.noise_embedder."))
+        final = name.startswith(FINAL_LAYERS)
+        keep = {
+            "full": True,
+            "bias": name.endswith(".bias") or embedding,
+            "frozen": embedding or final,
+        }[strategy]
+        p.requires_grad_(keep)
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def _network_data(model: FastSimModel, data: Sequence[str | Path], settings: TrainConfig, limit: int | None) -> dict[str, NetworkData]:  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "val_fraction": settings.val_fraction,
+        "seed": settings.seed,
+        "limit": limit,
+        "preprocessing": model.preprocessing,
+    }
+    if model.record.family == FACTORIZED:
+        fs = load_factorized_set(data, **kwargs)
+        return {"energy": fs.energy, "shape": fs.shape}
+    ts = load_training_set(data, **kwargs)
+    return {"shower": NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)}
+
+
+def _detector_of(data: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
+    """The one detector of the adaptation files, and its attributes."""
+    from caloforge.data.contract import DETECTOR_ATTRS
+
+    names, attrs = set(), {}
+    for path in data:
+        found = read_showers(path, stop=1)
+        names.add(str(found.attrs.get("detector_name")))
+        attrs = {k: found.attrs[k] for k in DETECTOR_ATTRS if k in found.attrs}
+    if len(names) != 1:
+        raise DataError(f"adapt to one detector at a time; the files hold {', '.join(sorted(names))}")  # fmt: skip
+    return names.pop(), attrs
+
+
+def adapt(
+    model: str | Path,
+    data: Sequence[str | Path],
+    out: str | Path,
+    *,
+    detector: str | None = None,
+    strategy: str = "full",
+    steps: int | None = None,
+    lr: float | None = None,
+    resume: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+) -> FastSimModel:
+    """Fine-tune ``model`` to the detector of ``data`` into the model directory ``out``.
+
+    Args:
+        model: the parent: ``"default"`` or a model directory (with its spare slot).
+        data: shower files of one new detector, in the parent's condition ranges.
+        out: the adapted model's directory (also the run folder).
+        detector: the detector's name, checked against the files' (default: theirs).
+        strategy: ``full``, ``bias`` or ``frozen`` (see the module doc).
+        steps, lr: optimiser steps and learning rate per network (default: ``ADAPT_TRAINING``).
+        resume: continue the adaptation in ``out``.
+        limit: use only the first ``limit`` showers of each file.
+        progress: show progress bars.
+
+    Raises:
+        SpecError: for bad settings, a detector the parent knows, resume rules.
+        DataError: for unreadable data, another mesh, particle or energy scale, conditions
+            outside the parent's ranges, several detectors in the data.
+        OutputError: if ``out`` cannot be written.
+    """
+    out = Path(out)
+    if strategy not in STRATEGIES:
+        raise SpecError(f"{strategy!r} is unknown; choose from {', '.join(STRATEGIES)}", subject="strategy")  # fmt: skip
+    settings = ADAPT_TRAINING
+    if steps is not None:
+        settings = replace(settings, steps=steps)
+    if lr is not None:
+        settings = replace(settings, lr=lr, lr_min=min(settings.lr_min, lr))
+    found, attrs = _detector_of(data)
+    if detector is not None and detector != found:
+        raise DataError(f"the files hold {found} showers, not {detector}")
+    parent = load_model(model)
+    for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
+        got = read_showers(data[0], stop=1).attrs.get(key)
+        if key == "calibrated":
+            got = bool(got)
+        if got != want:
+            raise DataError(f"{data[0]} has {key}={got!r}; the parent was trained with {want!r}")
+    request = {
+        "parent": str(model),
+        "parent_weights": {p: n.sha256 for p, n in parent.record.networks.items()},
+        "data": [str(Path(p)) for p in data],
+        "limit": limit,
+        "strategy": strategy,
+        "steps": settings.steps,
+        "lr": settings.lr,
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {os_reason(exc)}") from None
+    with output_lock(out):
+        started = (out / RUN_FILE).exists()
+        if started and not resume:
+            raise SpecError(f"{out} already holds an adaptation; resume it or choose another folder", override="resume", action="continue it")  # fmt: skip
+        if started:
+            recorded = json.loads((out / RUN_FILE).read_text())
+            differ = sorted(k for k in request if k != "steps" and recorded.get(k) != request[k])
+            if differ:
+                raise SpecError(f"{', '.join(differ)} differ from the adaptation in {out}; a resumed run keeps them")  # fmt: skip
+        child = extend_model(parent, found, attrs)
+        tensors = _network_data(child, data, settings, limit)
+        files = [{"path": str(Path(p)), "detector": found} for p in data]
+        parent_dir = model_dir(model)
+        record = replace(
+            child.record,
+            training=TrainingRecord(files, settings.steps),
+            extra={
+                **child.record.extra,
+                "adapted_from": {
+                    "parent": "default" if str(model) == "default" else str(parent_dir),
+                    "parent_model_json_sha256": file_sha256(parent_dir / META_FILE),
+                    "detector": found,
+                    "data": request["data"],
+                    "strategy": strategy,
+                    "steps": settings.steps,
+                    "lr": settings.lr,
+                },
+            },
+        )
+        child = replace(child, record=record)
+        write_json_atomic(out / RUN_FILE, request)
+        if not (out / META_FILE).exists():
+            child.save(out)
+        for part, net in child.networks.items():
+            n_train = trainable(net, strategy)
+            log.info("adapting the %s network: %d of %d parameters train", part, n_train, sum(p.numel() for p in net.parameters()))  # fmt: skip
+            exported = child
+
+            def export(ema: nn.Module, step: int, part: str = part) -> None:
+                nonlocal exported
+                exported = exported.with_trained(part, ema, step)
+                exported.save(out, parts=[part])
+
+            network = tensors[part]
+            ema = train(
+                net,
+                EDMLoss.from_config(child.record.networks[part].sigma_data, child.diffusion),
+                network.x,
+                network.cond,
+                network.val_x,
+                network.val_cond,
+                settings,
+                out / f"adapt-{part}",
+                dist=distributed.Distributed(),
+                on_checkpoint=export,
+                progress=progress,
+            )
+            child = replace(exported, networks={**exported.networks, part: ema})  # type: ignore[dict-item]
+    return load_model(out)

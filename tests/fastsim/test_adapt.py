@@ -1,0 +1,124 @@
+"""``caloforge adapt``: a pretrained model fitted to a new detector through its spare slot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_pipeline import MESH, _file
+
+from caloforge.cli import main
+from caloforge.fastsim import load_model, shower_seeds
+from caloforge.fastsim.adapt import COND_LAYER, extend_model, trainable
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_ADAPT = ["--steps", "2", "--no-progress"]
+
+
+def _run(*args: str | Path) -> int:
+    return main([*map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def scipb(make_caloforge_file, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """A tiny par04-scipb file (a detector the tiny teachers never saw)."""
+    path = tmp_path_factory.mktemp("scipb") / "scipb.h5"
+    return _named(_file(make_caloforge_file, path, lambda e: np.full_like(e, 0.02), seed=3), "par04-scipb")  # fmt: skip
+
+
+def _named(path: Path, detector: str) -> Path:
+    """``path`` with its showers said to be of ``detector``."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f.attrs["detector_name"] = detector
+    return path
+
+
+def test_the_new_detector_takes_the_spare_slot_and_a_new_one_is_made(teachers) -> None:  # type: ignore[no-untyped-def]
+    parent = load_model(teachers["factorized"])
+    child = extend_model(parent, "par04-scipb", {"detector_name": "par04-scipb"})
+    assert child.preprocessing.conditions.detectors == ("par04-siw", "par04-scipb")
+    assert child.preprocessing.conditions.n_slots == 3
+    for part, net in child.networks.items():
+        old, new = parent.networks[part].state_dict(), net.state_dict()
+        w_old, w_new = old[COND_LAYER], new[COND_LAYER]
+        assert w_new.shape[1] == w_old.shape[1] + 1
+        # columns up to the old spare slot are the parent's, the new spare slot copies it, the
+        # rest (the shape model's layer logits) shift by one
+        torch.testing.assert_close(w_new[:, :6], w_old[:, :6])
+        torch.testing.assert_close(w_new[:, 6], w_old[:, 5])
+        torch.testing.assert_close(w_new[:, 7:], w_old[:, 6:])
+        for key in old:
+            if key != COND_LAYER:
+                torch.testing.assert_close(new[key], old[key])
+    # the known detector's showers are the parent's, shower for shower
+    n = 4
+    e, theta, phi = np.full(n, 2e4), np.full(n, 1.5), np.zeros(n)
+    seeds = shower_seeds(2, range(n))
+    np.testing.assert_allclose(
+        child.generate(e, theta, phi, "par04-siw", seeds, steps=3),
+        parent.generate(e, theta, phi, "par04-siw", seeds, steps=3),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_strategies_train_fewer_weights(teachers) -> None:  # type: ignore[no-untyped-def]
+    net = load_model(teachers["calodit"]).networks["shower"]
+    counts = {s: trainable(net, s) for s in ("full", "bias", "frozen")}
+    assert counts["full"] == sum(p.numel() for p in net.parameters())
+    assert 0 < counts["frozen"] < counts["full"]
+    assert 0 < counts["bias"] < counts["full"]
+    trainable(net, "bias")
+    embeddings = ("backbone.cond_embedder.", "backbone.noise_embedder.")
+    for name, p in net.named_parameters():
+        assert p.requires_grad == (name.endswith(".bias") or name.startswith(embeddings)), name
+
+
+def test_adapt_resumes_samples_both_detectors_and_names_its_parent(
+    teachers, scipb, make_caloforge_file, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "adapted"
+    args = ["adapt", "--model", teachers["factorized"], "--data", scipb, "--out", out]
+    assert _run(*args, "--detector", "par04-scipb", *TINY_ADAPT) == 0
+    record = json.loads((out / "model.json").read_text())
+    assert record["preprocessing"]["conditions"]["detectors"] == ["par04-siw", "par04-scipb"]
+    assert record["adapted_from"]["detector"] == "par04-scipb"
+    assert record["adapted_from"]["data"] == [str(scipb)]
+    assert record["training"]["part_steps"] == {"energy": 2, "shape": 2}
+    assert _run(*args, *TINY_ADAPT) == 1  # a second run needs --resume
+    assert _run(*args, "--steps", "3", "--resume", "--no-progress") == 0
+    assert json.loads((out / "model.json").read_text())["training"]["part_steps"] == {"energy": 3, "shape": 3}  # fmt: skip
+    model = load_model(out)
+    n = 3
+    for detector in ("par04-siw", "par04-scipb"):
+        showers = model.generate(np.full(n, 1e4), np.full(n, 1.5), np.zeros(n), detector, shower_seeds(1, range(n)), steps=2)  # fmt: skip
+        assert np.isfinite(showers).all()
+    # and again, to a third detector: the child has its own spare slot
+    third = _named(_file(make_caloforge_file, tmp_path / "pbwo4.h5", lambda e: np.full_like(e, 0.9), seed=4), "pbwo4")  # fmt: skip
+    assert _run("adapt", "--model", out, "--data", third, "--out", tmp_path / "again", *TINY_ADAPT) == 0  # fmt: skip
+    assert load_model(tmp_path / "again").preprocessing.conditions.detectors == ("par04-siw", "par04-scipb", "pbwo4")  # fmt: skip
+
+
+def test_adapt_refuses_what_it_cannot_use(
+    teachers, scipb, make_caloforge_file, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    base = ["adapt", "--model", teachers["calodit"], "--out", tmp_path / "x", *TINY_ADAPT]
+    assert _run(*base, "--data", teachers["data"]) == 1  # a detector the parent knows
+    assert "knows par04-siw already" in capsys.readouterr().err
+    assert _run(*base, "--data", scipb, "--detector", "pbwo4") == 1
+    assert "not pbwo4" in capsys.readouterr().err
+    assert _run(*base, "--data", scipb, "--strategy", "lora") == 1
+    assert "--strategy" in capsys.readouterr().err
+    other_mesh = make_caloforge_file(tmp_path / "m.h5", energies=np.full(8, 1e4), theta=np.full(8, 1.5), attrs={"detector_name": "par04-scipb", "energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
+    assert _run(*base, "--data", other_mesh) == 1
+    assert "mesh" in capsys.readouterr().err
+    high = make_caloforge_file(tmp_path / "h.h5", mesh=MESH, energies=np.full(8, 5e5), theta=np.full(8, 1.5), attrs={"detector_name": "par04-scipb", "energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
+    assert _run(*base, "--data", high) == 1
+    assert "leave the trained range" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "model.json").exists()
