@@ -586,6 +586,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         steps=args.steps,
         lr=args.lr,
+        patience=args.patience,
         resume=args.resume,
         limit=args.limit,
         progress=not args.no_progress,
@@ -612,6 +613,9 @@ def _add_adapt(sub: Any) -> None:
     p.add_argument("--strategy", default="full", help="full, bias or frozen (which weights train)")
     p.add_argument("--steps", type=int, help="optimiser steps per network (default 1000)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument(
+        "--patience", type=int, help="stop after N validations without improvement (default 5)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the adaptation in --out")
     p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -152,6 +152,9 @@ class TrainConfig:
     val_batches: int = 4  # batches of the validation loss (fixed noise)
     checkpoint_every: int = 250  # steps between checkpoints
     log_every: int = 10  # steps between rows of metrics.csv
+    # early stopping: stop after this many validations without a better validation loss, and
+    # export the model of the best one (0: never stop early, export at every checkpoint)
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _require(
@@ -171,6 +174,7 @@ class TrainConfig:
             val_batches=self.val_batches >= 1,
             checkpoint_every=self.checkpoint_every >= 1,
             log_every=self.log_every >= 1,
+            patience=self.patience >= 0,
             seed=0 <= self.seed < 2**63,
         )
 

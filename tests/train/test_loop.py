@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,27 @@ def test_no_intact_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="no intact checkpoint"):
         _train(run)
+
+
+def test_early_stopping_exports_the_best_model_and_stays_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from caloforge.train import loop
+
+    scripted = iter([1.0, 0.5, 0.6, 0.7, 0.4, 0.3])
+    monkeypatch.setattr(loop, "validation_loss", lambda *args: next(scripted))
+    config = TrainConfig(
+        steps=10, batch_size=8, warmup_steps=0, val_every=1, checkpoint_every=5, log_every=1,
+        val_batches=1, patience=2,
+    )  # fmt: skip
+    exported: list[int] = []
+    _train(tmp_path, config, on_checkpoint=lambda net, step: exported.append(step))
+    assert exported == [1, 2]  # the improvements only: the model of the best loss is exported
+    with (tmp_path / "metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    assert latest_checkpoint(tmp_path / "checkpoints").name.endswith("4")  # type: ignore[union-attr]
+    # resumed (even for more steps), a stopped run stays stopped
+    _train(tmp_path, replace(config, steps=20), on_checkpoint=lambda net, step: exported.append(step))  # fmt: skip
+    assert exported == [1, 2]
+    with (tmp_path / "metrics.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 4

@@ -59,8 +59,10 @@ ADAPT_TRAINING = TrainConfig(
     val_fraction=0.1,
     val_every=100,
     checkpoint_every=100,
+    patience=5,  # early stopping: 5 validations (500 steps) without a better validation loss
 )
-"""Fine-tuning of the voxel network; the energy model of a pipeline takes the same schedule."""
+"""Fine-tuning of every network of the pipeline; the model of the best validation loss is
+kept (early stopping)."""
 
 FINAL_LAYERS = ("backbone.final_layer.", "backbone.out.")
 """The output layers of CaloDiT and of the energy MLP (``frozen`` trains them)."""
@@ -169,6 +171,7 @@ def adapt(
     strategy: str = "full",
     steps: int | None = None,
     lr: float | None = None,
+    patience: int | None = None,
     resume: bool = False,
     limit: int | None = None,
     progress: bool = True,
@@ -182,6 +185,8 @@ def adapt(
         detector: the detector's name, checked against the files' (default: theirs).
         strategy: ``full``, ``bias`` or ``frozen`` (see the module doc).
         steps, lr: optimiser steps and learning rate per network (default: ``ADAPT_TRAINING``).
+        patience: validations without a better validation loss before a network stops (0:
+            never; default: ``ADAPT_TRAINING``'s); the model of the best one is kept.
         resume: continue the adaptation in ``out``.
         limit: use only the first ``limit`` showers of each file.
         progress: show progress bars.
@@ -200,6 +205,8 @@ def adapt(
         settings = replace(settings, steps=steps)
     if lr is not None:
         settings = replace(settings, lr=lr, lr_min=min(settings.lr_min, lr))
+    if patience is not None:
+        settings = replace(settings, patience=patience)
     found, attrs = _detector_of(data)
     if detector is not None and detector != found:
         raise DataError(f"the files hold {found} showers, not {detector}")
@@ -218,6 +225,7 @@ def adapt(
         "strategy": strategy,
         "steps": settings.steps,
         "lr": settings.lr,
+        "patience": settings.patience,
     }
     try:
         out.mkdir(parents=True, exist_ok=True)

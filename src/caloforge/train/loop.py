@@ -216,6 +216,10 @@ def train(
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _truncate_csv(csv_path, step)
+    best, since_best = _validation_history(csv_path, step) if dist.is_main else (math.inf, 0)
+    if _agree(dist, bool(config.patience) and since_best >= config.patience):
+        log.info("stopped early before (no better validation loss in %d validations)", since_best)
+        return ema.model
 
     bar: Any = None
     if progress and dist.is_main:
@@ -266,16 +270,29 @@ def train(
                         "elapsed_s": f"{elapsed:.1f}",
                     },
                 )
+            improved = False
             if val is not None:
                 _plot_losses(csv_path, run_dir / "loss.png")
+                improved = val < best
+                best, since_best = (val, 0) if improved else (best, since_best + 1)
             if bar is not None:
                 bar.update()
                 bar.set_postfix(loss=f"{global_loss:.4f}", samples_s=f"{rate:.0f}")
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            stop = bool(config.patience) and since_best >= config.patience
+            if step % config.checkpoint_every == 0 or step == config.steps or stop:
                 save_checkpoint(ckpt_dir, step, net, ema.model, optimizer, ema.updates)
-                if on_checkpoint is not None:
+                if on_checkpoint is not None and not config.patience:
                     on_checkpoint(ema.model, step)
+            if on_checkpoint is not None and config.patience and improved:
+                on_checkpoint(ema.model, step)  # early stopping exports the best model
+            if stop:
+                log.info("stopping early at step %d: no better validation loss in %d validations", step, since_best)  # fmt: skip
+        else:
+            stop = False
+        stop = _agree(dist, stop)
         dist.barrier()
+        if stop:
+            break
     if bar is not None:
         bar.close()
     return ema.model
@@ -306,6 +323,29 @@ def _resume(ckpt_dir: Path, net: nn.Module, ema: EMA, optimizer: torch.optim.Opt
     if found:
         raise DataError(f"no intact checkpoint in {ckpt_dir}: {'; '.join(damaged)}")
     return 0
+
+
+def _agree(dist: Distributed, flag: bool) -> bool:
+    """The main process's ``flag``, on every process."""
+    if not dist.active:
+        return flag
+    tensor = torch.tensor([float(flag)])
+    torch.distributed.broadcast(tensor, 0)
+    return bool(tensor.item())
+
+
+def _validation_history(path: Path, step: int) -> tuple[float, int]:
+    """(best validation loss, validations since it) of the rows up to ``step``."""
+    best, since = math.inf, 0
+    if not path.exists():
+        return best, since
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if int(row["step"]) > step or not row["val_loss"]:
+                continue
+            value = float(row["val_loss"])
+            best, since = (value, 0) if value < best else (best, since + 1)
+    return best, since
 
 
 def _truncate_csv(path: Path, step: int) -> None:
