@@ -16,7 +16,7 @@ from caloforge.fastsim.adapt import COND_LAYER, extend_model, trainable
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY_ADAPT = ["--steps", "2", "--no-progress"]
+TINY_ADAPT = ["--steps", "2", "--patience", "0", "--no-progress"]
 
 
 def _run(*args: str | Path) -> int:
@@ -92,7 +92,7 @@ def test_adapt_resumes_samples_both_detectors_and_names_its_parent(
     assert record["adapted_from"]["data"] == [str(scipb)]
     assert record["training"]["part_steps"] == {"energy": 2, "shape": 2}
     assert _run(*args, *TINY_ADAPT) == 1  # a second run needs --resume
-    assert _run(*args, "--steps", "3", "--resume", "--no-progress") == 0
+    assert _run(*args, "--steps", "3", "--patience", "0", "--resume", "--no-progress") == 0
     assert json.loads((out / "model.json").read_text())["training"]["part_steps"] == {"energy": 3, "shape": 3}  # fmt: skip
     model = load_model(out)
     n = 3
