@@ -73,12 +73,15 @@ def test_the_graph_makes_the_showers_generate_makes(
         np.testing.assert_allclose(layer_energies(got, MESH.shape), layer_energies(want, MESH.shape), rtol=1e-4, atol=1e-3)  # fmt: skip
 
 
-def test_export_onnx_matches_pytorch_with_a_dynamic_batch(students, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("family", ["factorized", "calodit"])
+def test_export_onnx_matches_pytorch_with_a_dynamic_batch(
+    students, tmp_path: Path, capsys, family: str
+) -> None:  # type: ignore[no-untyped-def]
     import onnx
     import onnxruntime
 
     out = tmp_path / "m.onnx"
-    model_dir = students["factorized"]
+    model_dir = students[family]
     code = main(["export", "--onnx", str(model_dir), "--sampler", "cd", "--sampler-steps", "2", "--out", str(out)])  # fmt: skip
     assert code == 0
     assert "matches PyTorch" in capsys.readouterr().out
@@ -88,7 +91,8 @@ def test_export_onnx_matches_pytorch_with_a_dynamic_batch(students, tmp_path: Pa
     assert json.loads(meta["detectors"]) == ["par04-siw", "(spare)"]
     assert json.loads(meta["mesh_z_phi_r"]) == list(MESH.shape)
     graph = ShowerGraph(load_model(model_dir), SamplerSettings("cd", 2)).eval()
-    assert int(meta["noise_size"]) == graph.noise_size == MESH.shape[0] + 2 * MESH.n_voxels
+    energy_noise = MESH.shape[0] if family == "factorized" else 0
+    assert int(meta["noise_size"]) == graph.noise_size == energy_noise + 2 * MESH.n_voxels
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["energy_gev", "theta", "phi", "detector", "noise"]  # fmt: skip
     for n in (1, 5, 33):  # any batch

@@ -187,7 +187,7 @@ class ShowerGraph(nn.Module):
             return self._factorized(parts, cond, energies)
         x = self._sample("shower", parts["shower"], cond, (1, *self.mesh))
         t = self.shower_t
-        y = x.reshape(len(x), -1) * t.std + t.mean
+        y = x.reshape(x.shape[0], -1) * t.std + t.mean
         showers = (torch.exp(y.clamp(max=1.0)) - t.eps).clamp(0.0, 1.0) * energies[:, None]
         return torch.where(showers < self.threshold, torch.zeros_like(showers), showers)
 
