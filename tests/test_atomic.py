@@ -89,3 +89,15 @@ def test_outputs_are_checked_before_the_work(tmp_path: Path) -> None:
     assert info.value.override == "overwrite"
     check_output(tmp_path / "f", overwrite=True)
     check_output(tmp_path / "new" / "deeper" / "report", directory=True)  # parents get made
+
+
+def test_an_atomic_output_has_the_permissions_of_a_new_file(tmp_path: Path) -> None:
+    import stat
+
+    mask = os.umask(0o027)
+    try:
+        with atomic_file(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+        assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o640
+    finally:
+        os.umask(mask)

@@ -71,6 +71,13 @@ def check_output(path: str | Path, *, overwrite: bool = False, directory: bool =
         raise OutputError(f"{path} already exists", override="overwrite", action="replace it")
 
 
+def _new_file_mode() -> int:
+    """The permissions of a newly created file under the process's umask (0644 usually)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_file(path: str | Path, *, tmp_dir: str | Path | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -97,6 +104,8 @@ def atomic_file(path: str | Path, *, tmp_dir: str | Path | None = None) -> Itera
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp's 0600 would make every output private to its writer
+            tmp.chmod(_new_file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
