@@ -99,5 +99,8 @@ def test_an_atomic_output_has_the_permissions_of_a_new_file(tmp_path: Path) -> N
         with atomic_file(tmp_path / "out.txt") as tmp:
             tmp.write_text("x")
         assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o640
+        with atomic_directory(tmp_path / "report") as work:
+            (work / "a").write_text("x")
+        assert stat.S_IMODE((tmp_path / "report").stat().st_mode) == 0o750
     finally:
         os.umask(mask)

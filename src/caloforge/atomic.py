@@ -152,6 +152,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise OutputError(f"cannot write {path}: {os_reason(exc)}") from None
     try:
         yield work
+        work.chmod(_new_file_mode() | ((_new_file_mode() & 0o444) >> 2))  # mkdtemp's 0700: + x
         if path.exists():
             shutil.rmtree(path)
         work.rename(path)
