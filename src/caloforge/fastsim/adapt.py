@@ -34,13 +34,12 @@ from torch import nn
 
 from caloforge.atomic import file_sha256, os_reason, output_lock, write_json_atomic
 from caloforge.config import TrainConfig
-from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
+from caloforge.data.contract import DETECTOR_ATTRS
 from caloforge.data.readers import read_showers
 from caloforge.data.transforms import ConditionTransform
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import DataError, OutputError, SpecError
-from caloforge.fastsim.families import FACTORIZED
-from caloforge.fastsim.fit import RUN_FILE
+from caloforge.fastsim.fit import RUN_FILE, network_data
 from caloforge.fastsim.model import FastSimModel, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, TrainingRecord
 from caloforge.train import distributed
@@ -134,32 +133,16 @@ def trainable(net: nn.Module, strategy: str) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def _network_data(model: FastSimModel, data: Sequence[str | Path], settings: TrainConfig, limit: int | None) -> dict[str, NetworkData]:  # fmt: skip
-    kwargs: dict[str, Any] = {
-        "val_fraction": settings.val_fraction,
-        "seed": settings.seed,
-        "limit": limit,
-        "preprocessing": model.preprocessing,
-    }
-    if model.record.family == FACTORIZED:
-        fs = load_factorized_set(data, **kwargs)
-        return {"energy": fs.energy, "shape": fs.shape}
-    ts = load_training_set(data, **kwargs)
-    return {"shower": NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)}
-
-
 def _detector_of(data: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
-    """The one detector of the adaptation files, and its attributes."""
-    from caloforge.data.contract import DETECTOR_ATTRS
-
-    names, attrs = set(), {}
+    """The one detector of the adaptation files, and the first file's attributes."""
+    names, first = set(), None
     for path in data:
         found = read_showers(path, stop=1)
         names.add(str(found.attrs.get("detector_name")))
-        attrs = {k: found.attrs[k] for k in DETECTOR_ATTRS if k in found.attrs}
+        first = first if first is not None else found.attrs
     if len(names) != 1:
         raise DataError(f"adapt to one detector at a time; the files hold {', '.join(sorted(names))}")  # fmt: skip
-    return names.pop(), attrs
+    return names.pop(), dict(first or {})
 
 
 def adapt(
@@ -207,12 +190,13 @@ def adapt(
         settings = replace(settings, lr=lr, lr_min=min(settings.lr_min, lr))
     if patience is not None:
         settings = replace(settings, patience=patience)
-    found, attrs = _detector_of(data)
+    found, file_attrs = _detector_of(data)
+    attrs = {k: file_attrs[k] for k in DETECTOR_ATTRS if k in file_attrs}
     if detector is not None and detector != found:
         raise DataError(f"the files hold {found} showers, not {detector}")
     parent = load_model(model)
     for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
-        got = read_showers(data[0], stop=1).attrs.get(key)
+        got = file_attrs.get(key)
         if key == "calibrated":
             got = bool(got)
         if got != want:
@@ -241,7 +225,7 @@ def adapt(
             if differ:
                 raise SpecError(f"{', '.join(differ)} differ from the adaptation in {out}; a resumed run keeps them")  # fmt: skip
         child = extend_model(parent, found, attrs)
-        tensors = _network_data(child, data, settings, limit)
+        tensors = network_data(child, data, settings, limit)
         files = [{"path": str(Path(p)), "detector": found} for p in data]
         parent_dir = model_dir(model)
         record = replace(

@@ -27,7 +27,6 @@ import yaml
 
 from caloforge.atomic import os_reason, output_lock, write_json_atomic, write_text_atomic
 from caloforge.config import DistillConfig, config_to_dict, load_config
-from caloforge.data.datasets import NetworkData, load_factorized_set, load_training_set
 from caloforge.diffusion.consistency import (
     ConsistencyDistillationLoss,
     ConsistencyPrecond,
@@ -36,8 +35,8 @@ from caloforge.diffusion.consistency import (
 )
 from caloforge.diffusion.samplers import SAMPLERS
 from caloforge.errors import OutputError, SpecError
-from caloforge.fastsim.families import FACTORIZED, voxel_part
-from caloforge.fastsim.fit import CONFIG_FILE, RUN_FILE
+from caloforge.fastsim.families import voxel_part
+from caloforge.fastsim.fit import CONFIG_FILE, RUN_FILE, network_data
 from caloforge.fastsim.model import FastSimModel, copy_model, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, StudentRecord
 from caloforge.resources import check_space
@@ -105,24 +104,6 @@ def _config(run: Path, overrides: Sequence[str], steps: int | None, resume: bool
     if steps is not None:
         config = load_config(DistillConfig, run / CONFIG_FILE, [f"train.steps={steps}"])
     return config
-
-
-def _network_data(
-    teacher: FastSimModel, part: str, data: Sequence[str | Path], config: DistillConfig, limit: int | None
-) -> NetworkData:  # fmt: skip
-    """The teacher's training inputs of ``part``, made with the teacher's own preprocessing."""
-    settings = config.train
-    kwargs = {
-        "val_fraction": settings.val_fraction,
-        "seed": settings.seed,
-        "limit": limit,
-        "preprocessing": teacher.preprocessing,
-    }
-    if teacher.record.family == FACTORIZED:
-        fs = load_factorized_set(data, **kwargs)  # type: ignore[arg-type]
-        return fs.energy if part == "energy" else fs.shape
-    ts = load_training_set(data, **kwargs)  # type: ignore[arg-type]
-    return NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)
 
 
 def _loss(teacher: FastSimModel, part: str, config: DistillConfig) -> TrainingLoss:
@@ -218,7 +199,7 @@ def distill(
                     f"limit {recorded['limit']}); a resumed run keeps its data"
                 )
         part = voxel_part(teacher.record.family)
-        tensors = _network_data(teacher, part, data, config, limit)
+        tensors = network_data(teacher, data, config.train, limit)[part]
         online = ConsistencyPrecond.from_teacher(teacher.networks[part], teacher.diffusion.sigma_min)  # fmt: skip
         decay = config.target_decay if config.method == "cd" else 0.0
         student = ConsistencyStudent(online, decay)

@@ -190,6 +190,24 @@ def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) ->
     return _Pipeline(record, parts, fs.files)
 
 
+def network_data(
+    model: FastSimModel, data: Sequence[str | Path], settings: TrainConfig, limit: int | None
+) -> dict[str, NetworkData]:
+    """Per network of a trained ``model``, its training inputs from ``data``, made with the
+    model's own preprocessing (its transforms, condition ranges and detector slots)."""
+    kwargs: dict[str, Any] = {
+        "val_fraction": settings.val_fraction,
+        "seed": settings.seed,
+        "limit": limit,
+        "preprocessing": model.preprocessing,
+    }
+    if model.record.family == FACTORIZED:
+        fs = load_factorized_set(data, **kwargs)
+        return {"energy": fs.energy, "shape": fs.shape}
+    ts = load_training_set(data, **kwargs)
+    return {"shower": NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)}
+
+
 def fit(
     out: str | Path,
     data: Sequence[str | Path],
