@@ -173,6 +173,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cells=args.cells,
         chunk_size=args.chunk_size,
         workers=args.workers,
+        dask=args.dask,
         allow_out_of_range=args.allow_out_of_range,
         overwrite=args.overwrite,
         show_progress=not args.no_progress,
@@ -190,11 +191,18 @@ def _add_simulate(sub: Any) -> None:
         "--detector", required=True, help="built-in name (see `caloforge detectors`) or YAML file"
     )
     _add_shower_spec(p)
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--workers",
         type=int,
         default=SIMULATION.workers,
         help="parallel Geant4 processes",
+    )
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS|local:N",
+        help="run the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or "
+        "local:N for N worker processes here (needs caloforge[dask]; see docs/commands/simulate.md)",
     )
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument(

@@ -22,7 +22,7 @@ import queue
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.resources import check_space
+from caloforge.simulate.cluster import DaskTarget, dask_client, simulate_with_dask
 from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,31 @@ class RunRequest:
         return json.loads(json.dumps(d))
 
 
-def _chunk_path(partial: Path, k: int) -> Path:
+def chunk_path(partial: Path, k: int) -> Path:
     return partial / f"chunk-{k:06d}.npz"
 
 
 # --------------------------------------------------------------------------------------------
 # Worker side (runs in a spawned process that owns one Geant4 instance)
+
+
+def simulate_chunk(sim: Any, request: RunRequest, k: int) -> dict[str, np.ndarray]:
+    """The rows of chunk ``k``, simulated by ``sim`` (a ShowerSimulator of the request)."""
+    conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
+    out = sim.simulate(conditions)
+    return {
+        "index": np.array([r.index for r in out]),
+        "energy": np.array([c.energy_mev for c in conditions]),
+        "theta": np.array([c.theta for c in conditions]),
+        "phi": np.array([c.phi for c in conditions]),
+        "showers": np.stack([r.voxels for r in out]),
+    }
+
+
+def write_chunk(partial: Path, k: int, rows: dict[str, np.ndarray]) -> None:
+    """Write chunk ``k`` into the partial directory, atomically."""
+    with atomic_file(chunk_path(partial, k)) as tmp:
+        np.savez(tmp, **rows)  # type: ignore[arg-type]  # the stub mistakes **rows for allow_pickle
 
 
 def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int) -> None:
@@ -121,17 +141,7 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, p
 
         sim.on_shower = on_shower
         while (k := tasks.get()) is not None:
-            conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
-            out = sim.simulate(conditions)
-            with atomic_file(_chunk_path(partial, k)) as tmp:
-                np.savez(
-                    tmp,
-                    index=np.array([r.index for r in out]),
-                    energy=np.array([c.energy_mev for c in conditions]),
-                    theta=np.array([c.theta for c in conditions]),
-                    phi=np.array([c.phi for c in conditions]),
-                    showers=np.stack([r.voxels for r in out]),
-                )
+            write_chunk(partial, k, simulate_chunk(sim, request, k))
             results.put(("done", k))
     except BaseException as exc:  # noqa: BLE001 (report everything, the parent decides)
         report_failure(results, exc)
@@ -182,7 +192,7 @@ def simulate_to_chunks(
     Raises:
         CaloforgeError: if a worker fails.
     """
-    todo = [k for k in range(request.n_chunks) if not _chunk_path(partial, k).exists()]
+    todo = [k for k in range(request.n_chunks) if not chunk_path(partial, k).exists()]
     done = request.n - sum(len(request.chunk_range(k)) for k in todo)
     if progress:
         progress(done, request.n)
@@ -212,7 +222,7 @@ def simulate_to_chunks(
                 crashed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
                 if crashed or not any(p.is_alive() for p in procs):
                     # a worker may have died after writing its chunk but before saying so
-                    remaining = {k for k in remaining if not _chunk_path(partial, k).exists()}
+                    remaining = {k for k in remaining if not chunk_path(partial, k).exists()}
                     if remaining and results.empty():
                         raise CaloforgeError(
                             f"a Geant4 worker stopped unexpectedly (exit codes {crashed}); "
@@ -240,7 +250,7 @@ def merge_chunks(request: RunRequest, partial: Path, out: Path, attrs: dict[str,
 
     with ShowerWriter(out, request.n, request.mesh.n_voxels, attrs, tmp_dir=partial) as writer:
         for k in range(request.n_chunks):
-            path = _chunk_path(partial, k)
+            path = chunk_path(partial, k)
             try:
                 with np.load(path) as chunk:
                     rows = {key: chunk[key] for key in ("index", "energy", "showers", "theta", "phi")}  # fmt: skip
@@ -349,19 +359,27 @@ def run(
     x0_mm: float,
     moliere_radius_mm: float,
     workers: int = 1,
+    dask: DaskTarget | None = None,
     show_progress: bool = True,
 ) -> None:
     """Simulate ``request`` into ``out``, resuming an interrupted run with the same request.
 
-    A detector without a sampling fraction gets one measured once all showers exist, just
-    before the file is written (its showers do not depend on it). The output and the
-    workers are checked by the caller (:func:`simulate_file`), before the detector is built.
+    The chunks are simulated by ``workers`` local processes, or by a Dask cluster if ``dask``
+    is given. A detector without a sampling fraction gets one measured once all showers
+    exist, just before the file is written (its showers do not depend on it). The output and
+    the workers are checked by the caller (:func:`simulate_file`), before the detector is built.
     """
-    partial = _prepare_partial(request, out)
-    with _exclusive(partial, out):
+    with ExitStack() as stack:
+        # the cluster first: a scheduler that cannot be reached leaves nothing behind
+        client = stack.enter_context(dask_client(dask)) if dask is not None else None
+        partial = _prepare_partial(request, out)
+        stack.enter_context(_exclusive(partial, out))
         bar = Progress(request.n, enabled=show_progress)
         try:
-            simulate_to_chunks(request, partial, workers, bar)
+            if client is None:
+                simulate_to_chunks(request, partial, workers, bar)
+            else:
+                simulate_with_dask(request, partial, client, bar)
         finally:
             bar.close()
         request = with_sampling_fraction(request)
@@ -380,6 +398,7 @@ def simulate_file(
     cells: str = SIMULATION.cells,
     chunk_size: int = SIMULATION.chunk_size,
     workers: int = SIMULATION.workers,
+    dask: str | None = None,
     allow_out_of_range: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
@@ -399,6 +418,8 @@ def simulate_file(
         cells: mesh cells ``z x phi x r``.
         chunk_size: showers per resumable chunk.
         workers: parallel Geant4 processes.
+        dask: run the chunks on a Dask cluster instead: a scheduler address, or ``local:N``
+            for a local cluster of N single-threaded worker processes.
         allow_out_of_range: allow energies and theta outside the supported ranges.
         overwrite: replace an existing ``out``.
         show_progress: show a progress bar.
@@ -414,6 +435,7 @@ def simulate_file(
     primary.check_ranges(allow_out_of_range=allow_out_of_range)
     mesh_cells = parse_cells(cells)
     RunRequest.check_workers(workers)
+    target = DaskTarget.parse(dask) if dask is not None else None
     check_output(out, overwrite=overwrite)
     spec = load_detector(detector)
     mesh, props = detector_mesh(spec, mesh_cells)
@@ -426,6 +448,7 @@ def simulate_file(
         x0_mm=props.x0_mm,
         moliere_radius_mm=props.moliere_radius_mm,
         workers=workers,
+        dask=target,
         show_progress=show_progress,
     )
     return out
