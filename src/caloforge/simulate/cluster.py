@@ -65,9 +65,12 @@ class DaskTarget:
 
 
 def _distributed() -> Any:
+    # The variables reach the worker processes of a local cluster, which import Dask afresh.
+    # The worker's statistical profiler takes the GIL every 10 ms, which Geant4 holds between
+    # its Python callbacks: it cost ~15 % of the throughput (benchmarks/dask_simulate.py).
+    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
     if not log.isEnabledFor(logging.DEBUG):
-        # Dask's own progress talk (workers starting, connections) only with --verbose; the
-        # variable reaches the worker processes of a local cluster, which import Dask afresh
+        # Dask's own progress talk (workers starting, connections) only with --verbose
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
