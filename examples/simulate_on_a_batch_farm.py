@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument("simulate", nargs=argparse.REMAINDER, help="-- then the simulate options")
     args = parser.parse_args()
 
+    import dask
     import dask_jobqueue
 
     from caloforge.cli import main as caloforge
@@ -50,7 +51,12 @@ def main() -> int:
         options.pop("walltime")
     elif args.queue:
         options["queue"] = args.queue
-    with getattr(dask_jobqueue, SYSTEMS[args.system])(**options) as cluster:
+    # the scheduler runs here: a worker holds only the chunk it runs, so a chunk that kills its
+    # worker (a Geant4 crash) is the only one blamed for it
+    with (
+        dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
+        getattr(dask_jobqueue, SYSTEMS[args.system])(**options) as cluster,
+    ):
         if args.dry_run:
             print(cluster.job_script())
             return 0

@@ -65,20 +65,16 @@ class DaskTarget:
 
 
 def _distributed() -> Any:
-    # The variables reach the worker processes of a local cluster, which import Dask afresh.
-    # The worker's statistical profiler takes the GIL every 10 ms, which Geant4 holds between
-    # its Python callbacks: it cost ~15 % of the throughput (benchmarks/dask_simulate.py).
-    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
-    if not log.isEnabledFor(logging.DEBUG):
-        # Dask's own progress talk (workers starting, connections) only with --verbose
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         import distributed
     except ImportError:
         raise CaloforgeError(
             "simulating on a Dask cluster needs dask.distributed: pip install 'caloforge[dask]'"
         ) from None
+    if not log.isEnabledFor(logging.DEBUG):
+        # Dask's own progress talk (workers starting, connections) only with --verbose; set
+        # after the import, which configures Dask's loggers
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     return distributed
 
 
@@ -87,14 +83,29 @@ def dask_client(target: DaskTarget) -> Iterator[Any]:
     """A ``distributed.Client`` of the target; a local cluster lives as long as the client."""
     distributed = _distributed()
     if target.address is None:
-        # one Geant4 per process: single-threaded workers, no memory-based spilling or pausing
-        cluster = distributed.LocalCluster(
-            n_workers=target.local_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            memory_limit=0,
-        )
+        import dask
+
+        # The worker's statistical profiler takes the GIL every 10 ms, which Geant4 holds
+        # between its Python callbacks: it cost 9-20 % of the throughput
+        # (benchmarks/dask_simulate.py). The workers get this configuration from their nanny;
+        # their logging is set up on import, from the environment.
+        quiet = {} if log.isEnabledFor(logging.DEBUG) else {"DASK_LOGGING__DISTRIBUTED": "warning"}
+        # A worker holds only the chunk it runs: when Geant4 kills it, no other chunk is
+        # blamed (a chunk is given up after its workers died `allowed-failures` + 1 times)
+        settings = {
+            "distributed.worker.profile.enabled": False,
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
+        with dask.config.set(settings):
+            # one Geant4 per process: single-threaded workers, no memory-based spilling or pausing
+            cluster = distributed.LocalCluster(
+                n_workers=target.local_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                memory_limit=0,
+                env=quiet,
+            )
         try:
             with distributed.Client(cluster) as client:
                 yield client
