@@ -151,6 +151,9 @@ class TrainConfig:
     val_every: int = 250  # steps between validation losses (and loss-curve updates)
     val_batches: int = 4  # batches of the validation loss (fixed noise)
     checkpoint_every: int = 250  # steps between checkpoints
+    # checkpoints at multiples of this step are kept for good (0: only the last two are kept),
+    # e.g. to evaluate a run at several points of its training
+    keep_every: int = 0
     log_every: int = 10  # steps between rows of metrics.csv
     # early stopping: stop after this many validations without a better validation loss, and
     # export the model of the best one (0: never stop early, export at every checkpoint)
@@ -173,6 +176,7 @@ class TrainConfig:
             val_every=self.val_every >= 1,
             val_batches=self.val_batches >= 1,
             checkpoint_every=self.checkpoint_every >= 1,
+            keep_every=self.keep_every >= 0,
             log_every=self.log_every >= 1,
             patience=self.patience >= 0,
             seed=0 <= self.seed < 2**63,

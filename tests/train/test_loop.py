@@ -267,3 +267,15 @@ def test_early_stopping_exports_the_best_model_and_stays_stopped(
     assert exported == [1, 2]
     with (tmp_path / "metrics.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
+
+
+def test_keep_every_keeps_those_checkpoints_and_the_last_two(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    config = replace(CONFIG, steps=9, checkpoint_every=1, keep_every=4)
+    _train(tmp_path / "run", config)
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert kept == ["step-0000004", "step-0000008", "step-0000009"]
+    _train(tmp_path / "plain", replace(config, keep_every=0))
+    kept = sorted(p.name for p in (tmp_path / "plain" / "checkpoints").glob("step-*"))
+    assert kept == ["step-0000008", "step-0000009"]

@@ -68,8 +68,10 @@ def save_checkpoint(
     ema: nn.Module,
     optimizer: torch.optim.Optimizer,
     ema_updates: int,
+    keep_every: int = 0,
 ) -> Path:
-    """Write the checkpoint of ``step`` and point ``latest`` at it; keep the last ``KEEP``."""
+    """Write the checkpoint of ``step`` and point ``latest`` at it; keep the last ``KEEP``,
+    and those of steps that are multiples of ``keep_every`` (if not 0)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:07d}"
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
@@ -84,6 +86,8 @@ def save_checkpoint(
     write_text_atomic(directory / LATEST, final.name)
     complete = sorted(p for p in directory.glob("step-*") if p.is_dir())
     for old in complete[:-KEEP]:
+        if keep_every and int(old.name.removeprefix("step-")) % keep_every == 0:
+            continue
         shutil.rmtree(old, ignore_errors=True)
     for stale in directory.glob(".step-*"):  # left by a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)

@@ -280,7 +280,7 @@ def train(
                 bar.set_postfix(loss=f"{global_loss:.4f}", samples_s=f"{rate:.0f}")
             stop = bool(config.patience) and since_best >= config.patience
             if step % config.checkpoint_every == 0 or step == config.steps or stop:
-                save_checkpoint(ckpt_dir, step, net, ema.model, optimizer, ema.updates)
+                save_checkpoint(ckpt_dir, step, net, ema.model, optimizer, ema.updates, config.keep_every)  # fmt: skip
                 if on_checkpoint is not None and not config.patience:
                     on_checkpoint(ema.model, step)
             if on_checkpoint is not None and config.patience and improved:
