@@ -74,6 +74,11 @@ def _split(data: ShowerData, n: int) -> tuple[ShowerData, ShowerData]:
     return parts[0], parts[1]
 
 
+def _ratio(data: ShowerData) -> np.ndarray:
+    """E_tot / E_inc per shower."""
+    return data.showers.sum(axis=1, dtype=np.float64) / data.energies
+
+
 def _profiles(showers: np.ndarray, mesh: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Mean longitudinal and radial energy fractions, (Z,) and (R,)."""
     x = np.asarray(showers, dtype=np.float64).reshape(len(showers), *mesh)
@@ -90,8 +95,7 @@ def acceptance(
         m = (ref.energies >= lo * 1e3) & (ref.energies < hi * 1e3)
         if m.sum() < 50:  # too few showers in this decade to judge it
             continue
-        r_ref = ref.showers[m].sum(axis=1, dtype=np.float64) / ref.energies[m]
-        r_gen = gen.showers[m].sum(axis=1, dtype=np.float64) / gen.energies[m]
+        r_ref, r_gen = _ratio(ref)[m], _ratio(gen)[m]
         mean = r_gen.mean() / r_ref.mean() - 1
         width = (r_gen.std() / r_gen.mean()) / (r_ref.std() / r_ref.mean()) - 1
         tag = f"{lo:g}-{hi:g} GeV"
@@ -132,6 +136,7 @@ class Fidelity:
     checks: list[Check]
     sampling_s: float
     text: str
+    response: float  # mean E_tot/E_inc of the model / Geant4's (A), minus 1, all energies
 
 
 def _read(references: list[str], n: int) -> ShowerData:
@@ -225,7 +230,8 @@ def fidelity(
         *(f"| {c.name} | {c.value} | {c.limit} | {'yes' if c.ok else 'NO'} |" for c in checks),
         "",
     ]
-    return Fidelity(result, found, checks, sampling, "\n".join(lines))
+    response = _ratio(generated).mean() / _ratio(a).mean() - 1
+    return Fidelity(result, found, checks, sampling, "\n".join(lines), float(response))
 
 
 def main() -> None:

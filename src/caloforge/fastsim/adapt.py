@@ -157,6 +157,7 @@ def adapt(
     patience: int | None = None,
     resume: bool = False,
     limit: int | None = None,
+    training: TrainConfig = ADAPT_TRAINING,
     progress: bool = True,
 ) -> FastSimModel:
     """Fine-tune ``model`` to the detector of ``data`` into the model directory ``out``.
@@ -172,6 +173,7 @@ def adapt(
             never; default: ``ADAPT_TRAINING``'s); the model of the best one is kept.
         resume: continue the adaptation in ``out``.
         limit: use only the first ``limit`` showers of each file.
+        training: the optimisation settings that ``steps``, ``lr`` and ``patience`` override.
         progress: show progress bars.
 
     Raises:
@@ -183,7 +185,7 @@ def adapt(
     out = Path(out)
     if strategy not in STRATEGIES:
         raise SpecError(f"{strategy!r} is unknown; choose from {', '.join(STRATEGIES)}", subject="strategy")  # fmt: skip
-    settings = ADAPT_TRAINING
+    settings = training
     if steps is not None:
         settings = replace(settings, steps=steps)
     if lr is not None:

@@ -1,0 +1,202 @@
+"""Adaptation study (issue 17): the pretrained default fine-tuned to a detector it never saw,
+against the same pipeline trained from scratch on the same showers.
+
+For every training-set size (``--sizes``, the first N showers of ``--train``):
+
+- ``adapted``: ``caloforge adapt`` of ``--parent`` (``--strategy``, ``--adapt-steps`` per
+  network, the adaptation's learning rate, no early stopping);
+- ``scratch``: ``caloforge train --config configs/factorized-cpu.yaml`` on the new detector alone
+  (``--scratch-steps`` per network, the configuration's learning rate).
+
+Both keep the checkpoints of every ``--every`` steps. At each step of ``--evaluate-at`` that a
+run reached, the model of that step (every network at that step, or at its last one if it
+trained fewer) is judged by ``benchmarks/fidelity.py`` against the same held-out showers of
+``--reference`` (``-n``: half A gives the conditions, half B the comparison): AUC high, FPD
+with its Geant4-vs-Geant4 baseline, and the response (mean E_tot/E_inc against Geant4's).
+Every stage resumes: run the same command again after an interruption; an evaluated point is
+not sampled again (``RUNS/points.json``).
+
+    python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
+        [--parent default] [--sizes 100,1000,10000] [--adapt-steps 1000] [--scratch-steps 3000]
+        [--evaluate-at 100,200,500,1000,2000,3000] [-n 5000] [--runs runs/adapt-study]
+        [--results benchmarks/results/adapt_study.md]
+
+Writes the table (markdown + JSON) and the figure (quality against SGD steps, one panel per
+metric, one colour per data size, solid adapted, dashed scratch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from caloforge.evaluate.results import Measured
+from caloforge.fastsim import load_model
+from caloforge.fastsim.adapt import ADAPT_TRAINING, adapt
+from fidelity import fidelity  # benchmarks/fidelity.py
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_dirs(arm: str, out: Path, parts: list[str]) -> dict[str, Path]:
+    """The run folder of every network of a model in ``out``."""
+    if arm == "adapted":
+        return {p: out / f"adapt-{p}" for p in parts}
+    return {p: out / p for p in parts} if len(parts) > 1 else {parts[0]: out}
+
+
+def _steps_done(run: Path) -> int:
+    kept = [int(p.name.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*")]
+    return max(kept, default=0)
+
+
+def snapshot(arm: str, out: Path, step: int, dest: Path) -> Path:
+    """The model of ``out`` with every network's EMA weights of ``step`` (or of its last
+    checkpoint, if it trained fewer steps), written to ``dest``."""
+    model = load_model(out)
+    for part, run in _run_dirs(arm, out, list(model.networks)).items():
+        at = min(step, _steps_done(run))
+        ema = load_file(run / "checkpoints" / f"step-{at:07d}" / "ema.safetensors")
+        net = model.networks[part]
+        net.load_state_dict(ema)
+        model = model.with_trained(part, net, at)
+    shutil.rmtree(dest, ignore_errors=True)
+    model.save(dest)
+    return dest
+
+
+def _measured(name: str, found: Measured | None) -> dict[str, float]:
+    """``{name: value, name_error: error}`` (NaN where the metric was not computed)."""
+    value, error = (found.value, found.error) if found else (math.nan, math.nan)
+    return {name: value, f"{name}_error": error}
+
+
+def train_arm(arm: str, out: Path, train: str, size: int, steps: int, every: int, strategy: str, parent: str) -> None:  # fmt: skip
+    """Train (or resume) one arm on the first ``size`` showers of ``train``."""
+    if arm == "adapted":
+        settings = replace(ADAPT_TRAINING, checkpoint_every=every, keep_every=every, patience=0)
+        resume = (out / "run.json").exists()
+        adapt(parent, [train], out, strategy=strategy, steps=steps, resume=resume, limit=size,
+              training=settings, progress=False)  # fmt: skip
+        return
+    keep = [f"--set={p}train.{k}={every}" for p in ("", "energy.") for k in ("checkpoint_every", "keep_every")]  # fmt: skip
+    cmd = ["train", "--config", "configs/factorized-cpu.yaml", "--data", train, "--limit", size,
+           "--steps", steps, "--set", f"energy.train.steps={steps}", *keep, "--out", out,
+           "--no-progress"]  # fmt: skip
+    if (out / "config.yaml").exists():
+        cmd.append("--resume")
+    subprocess.run([sys.executable, "-m", "caloforge", *map(str, cmd)], cwd=ROOT, check=True)
+
+
+def _figure(points: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    sizes = sorted({p["size"] for p in points})
+    colours = dict(zip(sizes, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False))
+    for (key, label), ax in zip(
+        (("auc_high", "AUC high"), ("fpd", "FPD (x1e-3)"), ("response", "|E_tot/E_inc - G4| (%)")),
+        axes,
+        strict=True,
+    ):
+        for size in sizes:
+            for arm, style in (("adapted", "-"), ("scratch", "--")):
+                pts = sorted((p for p in points if p["size"] == size and p["arm"] == arm), key=lambda p: p["step"])  # fmt: skip
+                if not pts:
+                    continue
+                y = [abs(p[key]) * 100 if key == "response" else p[key] * (1e3 if key == "fpd" else 1) for p in pts]  # fmt: skip
+                ax.plot([p["step"] for p in pts], y, style, marker="o", color=colours[size], label=f"{arm}, {size} showers")  # fmt: skip
+        if key == "fpd" and any(p["fpd"] > 0 for p in points):  # NaN where not computed
+            base = [p["fpd_baseline"] * 1e3 for p in points]
+            ax.axhline(sum(base) / len(base), color="grey", lw=1, label="Geant4 vs Geant4")
+            ax.set_yscale("log")
+        if key == "auc_high":
+            ax.axhline(0.5, color="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("SGD steps per network")
+        ax.set_title(label)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", default="default")
+    parser.add_argument("--train", required=True, help="the new detector's training showers")
+    parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--strategy", default="full")
+    parser.add_argument("--adapt-steps", type=int, default=1000)
+    parser.add_argument("--scratch-steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=100, help="checkpoints kept every N steps")
+    parser.add_argument("--evaluate-at", default="100,200,500,1000,2000,3000")
+    parser.add_argument("-n", type=int, default=5000, help="held-out showers (A + B)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/adapt-study"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/adapt_study.md"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    at = [int(s) for s in args.evaluate_at.split(",")]
+    if any(s % args.every for s in at):
+        parser.error("every --evaluate-at step must be a multiple of --every")
+    runs = ROOT / args.runs
+    store = runs / "points.json"
+    points: list[dict] = json.loads(store.read_text()) if store.exists() else []
+    for size in sizes:
+        for arm, steps in (("adapted", args.adapt_steps), ("scratch", args.scratch_steps)):
+            out = runs / f"{arm}-{size}"
+            train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
+            for step in (s for s in at if s <= steps):
+                if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
+                    continue
+                snap = snapshot(arm, out, step, runs / "snapshot")
+                report = fidelity(str(snap), args.reference, args.n, diagnostics=False)
+                m = report.model
+                base = m.baseline.fpd if m.baseline else None
+                points.append({
+                    "arm": arm, "size": size, "step": step,
+                    **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
+                    "fpd_baseline": base.value if base else math.nan,
+                    "response": report.response,
+                })  # fmt: skip
+                store.write_text(json.dumps(points, indent=1))
+                print(points[-1], flush=True)
+    lines = [
+        "# Adaptation study (issue 17)",
+        "",
+        (
+            f"Command: `python benchmarks/adapt_study.py --parent {args.parent} --train "
+            f"{args.train} --reference {' '.join(args.reference)} --sizes {args.sizes} "
+            f"--strategy {args.strategy} --adapt-steps {args.adapt_steps} --scratch-steps "
+            f"{args.scratch_steps} --evaluate-at {args.evaluate_at} -n {args.n}`."
+        ),
+        "",
+        "| arm | showers | steps | AUC high | FPD (x1e-3) | G4 vs G4 FPD | E_tot/E_inc vs G4 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in sorted(points, key=lambda p: (p["size"], p["arm"], p["step"])):
+        lines.append(
+            f"| {p['arm']} | {p['size']} | {p['step']} | {p['auc_high']:.3f} ± "
+            f"{p['auc_high_error']:.3f} | {p['fpd'] * 1e3:.0f} ± {p['fpd_error'] * 1e3:.0f} | "
+            f"{p['fpd_baseline'] * 1e3:.0f} | {p['response']:+.2%} |"
+        )
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text("\n".join(lines) + "\n")
+    args.results.with_suffix(".json").write_text(json.dumps(points, indent=1))
+    _figure(points, args.results.with_suffix(".png"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
