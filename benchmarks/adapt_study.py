@@ -36,12 +36,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from fidelity import fidelity  # benchmarks/fidelity.py
 from safetensors.torch import load_file
 
 from caloforge.evaluate.results import Measured
 from caloforge.fastsim import load_model
 from caloforge.fastsim.adapt import ADAPT_TRAINING, adapt
-from fidelity import fidelity  # benchmarks/fidelity.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,9 +97,9 @@ def train_arm(arm: str, out: Path, train: str, size: int, steps: int, every: int
 
 
 def _figure(points: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib as mpl
 
-    matplotlib.use("Agg")
+    mpl.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
