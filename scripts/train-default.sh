@@ -17,6 +17,5 @@ resume=()
 if [[ -f $out/config.yaml ]]; then resume=(--resume); fi
 energy=()
 if grep -q "^family: factorized" "$config"; then energy=(--set energy.train.steps="${ENERGY_STEPS:-10000}"); fi
-if [[ ${#resume[@]} -gt 0 ]]; then energy=(); fi  # a resumed run keeps its settings
 .venv/bin/caloforge train --config "$config" --out "$out" "${resume[@]}" "${energy[@]}" \
   --steps "${STEPS:-15000}" "${data[@]}" --no-progress
