@@ -154,3 +154,35 @@ def deposit(
     inside = (iz >= 0) & (iz < mesh.n_z) & (ir < mesh.n_r)
     flat = (iz[inside] * mesh.n_phi + iphi[inside]) * mesh.n_r + ir[inside]
     return np.bincount(flat, weights=energies[inside], minlength=mesh.n_voxels)
+
+
+def voxel_points(
+    mesh: MeshSpec, origin: np.ndarray, d: np.ndarray, split: tuple[int, int, int] = (1, 1, 1)
+) -> np.ndarray:
+    """Global positions (mm) of points inside the voxels of a mesh placed at ``origin`` along
+    ``d``: each voxel cut into ``split`` = (z, phi, r) equal parts, one point at the centre of
+    each part; (1, 1, 1) gives the voxel centres. Voxels come in the order of :func:`deposit`
+    (which bins every point into its own voxel); a voxel's energy spread evenly over its
+    points lands where the voxel lies, e.g. over the detector layers that one voxel spans.
+
+    Args:
+        mesh: the mesh.
+        origin: the mesh origin (entry point), shape (3,).
+        d: the mesh axis (unit direction), shape (3,).
+        split: parts per voxel along z, phi and r.
+
+    Returns:
+        Shape (n_voxels * prod(split), 3), the points of voxel k at rows
+        ``k * prod(split) ... (k + 1) * prod(split) - 1``.
+    """
+    u, v = transverse_basis(d)
+    sz, sp, sr = split
+    z = (np.arange(mesh.n_z * sz) + 0.5) * (mesh.dz_mm / sz)  # (Z*sz,)
+    alpha = (np.arange(mesh.n_phi * sp) + 0.5) * (2 * math.pi / (mesh.n_phi * sp)) - math.pi
+    r = (np.arange(mesh.n_r * sr) + 0.5) * (mesh.dr_mm / sr)  # (R*sr,)
+    zz, aa, rr = np.meshgrid(z, alpha, r, indexing="ij")  # (Z*sz, P*sp, R*sr) each
+    a, b = rr * np.cos(aa), rr * np.sin(aa)
+    points = origin + zz[..., None] * d + a[..., None] * u + b[..., None] * v
+    # (Z, sz, P, sp, R, sr, 3) -> (Z, P, R, sz, sp, sr, 3): a voxel's points together
+    points = points.reshape(mesh.n_z, sz, mesh.n_phi, sp, mesh.n_r, sr, 3)
+    return points.transpose(0, 2, 4, 1, 3, 5, 6).reshape(-1, 3)
