@@ -99,7 +99,8 @@ class ReadoutSpec:
         index = self.cells(points)
         keep = index >= 0
         cells, inverse = np.unique(index[keep], return_inverse=True)
-        return cells, np.bincount(inverse, weights=energies[keep], minlength=len(cells))
+        summed = np.bincount(inverse, weights=energies[keep], minlength=len(cells))
+        return cells, summed.astype(np.float64, copy=False)
 
     def layer_profile(self, cells: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Energy per layer (the longitudinal profile in the detector), shape (n_layers,)."""
@@ -116,5 +117,6 @@ def merge(
     """Sum several sparse readouts (cells, energies) of one event into one."""
     cells = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
     energies = np.concatenate([e for _, e in parts]) if parts else np.zeros(0)
-    unique, inverse = np.unique(cells, return_inverse=True)
-    return unique, np.bincount(inverse, weights=energies, minlength=len(unique))
+    unique, inverse = np.unique(cells.astype(np.int64, copy=False), return_inverse=True)
+    summed = np.bincount(inverse, weights=energies, minlength=len(unique))
+    return unique, summed.astype(np.float64, copy=False)

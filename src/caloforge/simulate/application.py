@@ -95,7 +95,7 @@ class ShowerSimulator:
         g4.G4EmParameters.Instance().SetVerbose(0)
         g4.G4EmParameters.Instance().SetWorkerVerbose(0)
         self._construction = _make_construction(self)
-        physics_list = _make_physics_list()
+        physics_list = make_physics_list()
         self.run_manager.SetUserInitialization(self._construction)
         self.run_manager.SetUserInitialization(physics_list)
         self._gun = g4.G4ParticleGun(1)
@@ -149,7 +149,7 @@ class ShowerSimulator:
         return self._results
 
 
-def _make_physics_list() -> Any:
+def make_physics_list() -> Any:
     g4: Any = geant4()
 
     class PhysicsList(g4.G4VModularPhysicsList):
@@ -174,31 +174,7 @@ def _make_construction(sim: ShowerSimulator) -> Any:
             world_lv = g4.G4LogicalVolume(g4.G4Box("World", half, half, half), vacuum, "World")
             world = g4.G4PVPlacement(None, g4.G4ThreeVector(), world_lv, "World", None, False, 0)
             keep += [world_lv, world]
-            self.active_volumes: list[Any] = []
-            self.passive_volumes: list[Any] = []
-            half_z = spec.length_mm / 2
-            r = spec.inner_radius_mm
-            for first in range(0, spec.n_layers, LAYERS_PER_BLOCK):
-                n = min(LAYERS_PER_BLOCK, spec.n_layers - first)
-                block_solid = g4.G4Tubs(
-                    f"Block{first}", r, r + n * spec.layer_thickness_mm, half_z, 0.0, 2 * math.pi
-                )
-                block_lv = g4.G4LogicalVolume(block_solid, vacuum, f"Block{first}")
-                block = g4.G4PVPlacement(
-                    None, g4.G4ThreeVector(), block_lv, f"Block{first}", world_lv, False, first
-                )
-                keep += [block_solid, block_lv, block]
-                for layer in range(first, first + n):
-                    for k, s in enumerate(spec.slices):
-                        name = f"L{layer}S{k}"
-                        solid = g4.G4Tubs(name, r, r + s.thickness_mm, half_z, 0.0, 2 * math.pi)
-                        lv = g4.G4LogicalVolume(solid, find_material(s.material), name)
-                        pv = g4.G4PVPlacement(
-                            None, g4.G4ThreeVector(), lv, name, block_lv, False, layer
-                        )
-                        keep += [solid, lv, pv]
-                        (self.active_volumes if s.active else self.passive_volumes).append(lv)
-                        r += s.thickness_mm
+            self.active_volumes, self.passive_volumes = build_barrel(spec, world_lv, keep)
             return world
 
         def ConstructSDandField(self) -> None:
@@ -207,7 +183,7 @@ def _make_construction(sim: ShowerSimulator) -> Any:
             keep = sim._keep
             manager = g4.G4SDManager.GetSDMpointer()
             active = g4.G4MultiFunctionalDetector("caloforge_active")
-            mesh_scorer = _make_mesh_scorer(sim)
+            mesh_scorer = make_mesh_scorer(sim)
             charged = g4.G4SDChargedFilter("charged")
             mesh_scorer.SetFilter(charged)
             active.RegisterPrimitive(mesh_scorer)
@@ -233,7 +209,38 @@ def _make_construction(sim: ShowerSimulator) -> Any:
     return Construction()
 
 
-def _make_mesh_scorer(sim: ShowerSimulator) -> Any:
+def build_barrel(spec: DetectorSpec, mother: Any, keep: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Place the calorimeter's layers in the logical volume ``mother``; the active and the
+    passive logical volumes. Geant4 objects are appended to ``keep`` (Python owns them)."""
+    g4: Any = geant4()
+    vacuum = find_material("G4_Galactic")
+    active: list[Any] = []
+    passive: list[Any] = []
+    half_z = spec.length_mm / 2
+    r = spec.inner_radius_mm
+    for first in range(0, spec.n_layers, LAYERS_PER_BLOCK):
+        n = min(LAYERS_PER_BLOCK, spec.n_layers - first)
+        block_solid = g4.G4Tubs(
+            f"Block{first}", r, r + n * spec.layer_thickness_mm, half_z, 0.0, 2 * math.pi
+        )
+        block_lv = g4.G4LogicalVolume(block_solid, vacuum, f"Block{first}")
+        block = g4.G4PVPlacement(
+            None, g4.G4ThreeVector(), block_lv, f"Block{first}", mother, False, first
+        )
+        keep += [block_solid, block_lv, block]
+        for layer in range(first, first + n):
+            for k, s in enumerate(spec.slices):
+                name = f"L{layer}S{k}"
+                solid = g4.G4Tubs(name, r, r + s.thickness_mm, half_z, 0.0, 2 * math.pi)
+                lv = g4.G4LogicalVolume(solid, find_material(s.material), name)
+                pv = g4.G4PVPlacement(None, g4.G4ThreeVector(), lv, name, block_lv, False, layer)
+                keep += [solid, lv, pv]
+                (active if s.active else passive).append(lv)
+                r += s.thickness_mm
+    return active, passive
+
+
+def make_mesh_scorer(sim: ShowerSimulator) -> Any:
     g4: Any = geant4()
     append = sim._hits.append
     reader = sim.step_reader
