@@ -183,7 +183,7 @@ def _make_construction(sim: ShowerSimulator) -> Any:
             keep = sim._keep
             manager = g4.G4SDManager.GetSDMpointer()
             active = g4.G4MultiFunctionalDetector("caloforge_active")
-            mesh_scorer = make_mesh_scorer(sim)
+            mesh_scorer = make_mesh_scorer(sim._hits.append, sim.step_reader)
             charged = g4.G4SDChargedFilter("charged")
             mesh_scorer.SetFilter(charged)
             active.RegisterPrimitive(mesh_scorer)
@@ -240,10 +240,9 @@ def build_barrel(spec: DetectorSpec, mother: Any, keep: list[Any]) -> tuple[list
     return active, passive
 
 
-def make_mesh_scorer(sim: ShowerSimulator) -> Any:
+def make_mesh_scorer(append: Callable[[tuple[float, float, float, float]], None], reader: StepReader) -> Any:  # fmt: skip
+    """A primitive scorer that hands every deposit (x, y, z, E) of a step to ``append``."""
     g4: Any = geant4()
-    append = sim._hits.append
-    reader = sim.step_reader
 
     class MeshScorer(g4.G4VPrimitiveScorer):
         # Called for every charged step in active material: keep it minimal. The deposit is

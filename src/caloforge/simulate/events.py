@@ -254,7 +254,7 @@ def _make_construction(sim: EventSimulator) -> Any:
             keep = sim._keep
             manager = g4.G4SDManager.GetSDMpointer()
             active = g4.G4MultiFunctionalDetector("caloforge_active")
-            scorer = make_mesh_scorer(sim)
+            scorer = make_mesh_scorer(sim._hits.append, sim.step_reader)
             charged = g4.G4SDChargedFilter("charged")
             scorer.SetFilter(charged)
             active.RegisterPrimitive(scorer)
