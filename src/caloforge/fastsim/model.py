@@ -42,7 +42,7 @@ Sampling = Callable[[str, tuple[int, ...], torch.Tensor, ShowerNoise], torch.Ten
 student) from each shower's own noise."""
 
 
-def shower_seeds(seed: int, indices: range) -> list[int]:
+def shower_seeds(seed: int, indices: Iterable[int]) -> list[int]:
     """Sampler seed of each shower: a function of (run seed, shower index) only."""
     return [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in indices]
 

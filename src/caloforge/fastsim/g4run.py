@@ -1,0 +1,360 @@
+"""``caloforge g4run``: a Geant4 run of a detector, full or with a model as its fast simulation.
+
+Geant4 tracks every event (:mod:`caloforge.simulate.events`); with a model, the photons (or
+the particles the trigger names) that enter the calorimeter within the model's energy and
+angle ranges are killed at its inner face, and after the event the model draws their showers
+in one batch, each placed at the particle's entry point along its direction. Every voxel's
+energy is spread over points inside the voxel and binned, like Geant4's own deposits, in the
+detector's fixed readout cells (:mod:`caloforge.geometry.readout`): full and fast runs are
+read out the same way.
+
+Event generators (``GunSpec``): one particle from the origin (the ``simulate`` specs); a pi0
+decaying into two photons; N photons in a cone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloforge import __version__
+from caloforge.atomic import atomic_file, check_output
+from caloforge.config import SIMULATION
+from caloforge.data.specs import PrimarySpec
+from caloforge.errors import SpecError
+from caloforge.geometry.detectors import DetectorSpec
+from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
+from caloforge.geometry.readout import ReadoutSpec, merge
+from caloforge.simulate.events import PDG, EventResult, Handover, Primary, TrackerSpec, Trigger
+
+log = logging.getLogger(__name__)
+PI0_MASS_MEV = 134.9768
+GUNS = ("single", "pi0", "cone")
+VOXEL_SPLIT = (4, 2, 2)  # points per voxel (z, phi, r) over which a voxel's energy is spread
+
+
+@dataclass(frozen=True)
+class GunSpec:
+    """The event generator.
+
+    ``single``: one ``primary.particle`` per event from the origin, energy and angles drawn from
+    the specs. ``pi0``: a pi0 of that energy and direction decaying at the origin into two
+    photons (isotropic in its rest frame). ``cone``: ``n`` photons per event, each of an energy
+    drawn from the spec, within ``half_angle`` rad of an axis drawn from the angle specs.
+    """
+
+    kind: str
+    primary: PrimarySpec
+    n: int = 1
+    half_angle: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in GUNS:
+            raise SpecError(f"{self.kind!r} is unknown; choose from {', '.join(GUNS)}", subject="gun")  # fmt: skip
+        if self.kind == "cone" and not (self.n >= 1 and 0 <= self.half_angle < math.pi / 2):
+            raise SpecError("a cone needs N >= 1 photons and a half-angle in [0, pi/2)", subject="gun")  # fmt: skip
+
+    @classmethod
+    def parse(cls, text: str, primary: PrimarySpec) -> GunSpec:
+        """``single``, ``pi0`` or ``cone:N:HALF_ANGLE`` (rad)."""
+        kind, *rest = text.split(":")
+        try:
+            if kind == "cone" and len(rest) == 2:
+                return cls(kind, primary, int(rest[0]), float(rest[1]))
+            if kind in ("single", "pi0") and not rest:
+                return cls(kind, primary)
+        except ValueError:
+            pass
+        raise SpecError(f"{text!r}: choose single, pi0 or cone:N:HALF_ANGLE", subject="gun")
+
+    def draw(self, seed: int, indices: Sequence[int]) -> list[list[Primary]]:
+        """The primaries of events ``indices``; event i depends only on (seed, i)."""
+        return [self._event(np.random.default_rng([seed, i, 7919])) for i in indices]
+
+    def _event(self, rng: np.random.Generator) -> list[Primary]:
+        p = self.primary
+        energy = p.energy.sample(rng) * 1e3
+        axis = direction(p.theta.sample(rng), p.phi.sample(rng))
+        origin = (0.0, 0.0, 0.0)
+        if self.kind == "single":
+            return [Primary(p.particle, energy, origin, tuple(axis))]
+        if self.kind == "pi0":
+            return [Primary("gamma", e, origin, d) for e, d in _pi0_photons(energy + PI0_MASS_MEV, axis, rng)]  # fmt: skip
+        out = [Primary("gamma", energy, origin, tuple(_tilt(axis, self.half_angle, rng)))]
+        for _ in range(self.n - 1):
+            e = p.energy.sample(rng) * 1e3
+            out.append(Primary("gamma", e, origin, tuple(_tilt(axis, self.half_angle, rng))))
+        return out
+
+
+def _tilt(axis: np.ndarray, half_angle: float, rng: np.random.Generator) -> np.ndarray:
+    """A direction uniform in solid angle within ``half_angle`` of ``axis``."""
+    cos_a = 1 - rng.uniform() * (1 - math.cos(half_angle))
+    sin_a, psi = math.sqrt(max(0.0, 1 - cos_a * cos_a)), rng.uniform(0, 2 * math.pi)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(axis[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    u = np.cross(axis, helper)
+    u /= np.linalg.norm(u)
+    v = np.cross(axis, u)
+    return cos_a * axis + sin_a * (math.cos(psi) * u + math.sin(psi) * v)
+
+
+def _pi0_photons(
+    total_mev: float, axis: np.ndarray, rng: np.random.Generator
+) -> list[tuple[float, tuple[float, float, float]]]:
+    """The two photons of a pi0 of total energy ``total_mev`` moving along ``axis``."""
+    gamma = total_mev / PI0_MASS_MEV
+    beta = math.sqrt(max(0.0, 1 - 1 / (gamma * gamma)))
+    rest = PI0_MASS_MEV / 2
+    cos_t = rng.uniform(-1, 1)  # isotropic in the rest frame
+    sin_t, psi = math.sqrt(1 - cos_t * cos_t), rng.uniform(0, 2 * math.pi)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(axis[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    u = np.cross(axis, helper)
+    u /= np.linalg.norm(u)
+    v = np.cross(axis, u)
+    out = []
+    for sign in (1.0, -1.0):  # back to back in the rest frame
+        c, s = sign * cos_t, sign * sin_t
+        energy = gamma * rest * (1 + beta * c)  # Lorentz boost along the axis
+        p_par, p_perp = gamma * rest * (c + beta), rest * s
+        p = p_par * axis + p_perp * (math.cos(psi) * u + math.sin(psi) * v)
+        out.append((energy, tuple(p / np.linalg.norm(p))))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The fast simulation: the model's showers into the readout
+
+
+@dataclass
+class FastDeposit:
+    """What the model added to one event: its readout cells and the CPU time it took."""
+
+    cells: np.ndarray
+    energies: np.ndarray
+    seconds: float
+
+
+def place_showers(
+    readout: ReadoutSpec, mesh: MeshSpec, handovers: Sequence[Handover], showers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin the showers (N, V) of ``handovers`` (same order) into the readout: every voxel's
+    energy spread evenly over the points of :data:`VOXEL_SPLIT` inside it, the mesh placed at
+    the particle's entry point along its direction."""
+    per_voxel = math.prod(VOXEL_SPLIT)
+    parts = []
+    for h, shower in zip(handovers, showers, strict=True):
+        hit = shower > 0
+        points = voxel_points(mesh, np.asarray(h.position), np.asarray(h.direction), VOXEL_SPLIT)
+        points = points.reshape(mesh.n_voxels, per_voxel, 3)[hit].reshape(-1, 3)
+        energies = np.repeat(shower[hit].astype(np.float64) / per_voxel, per_voxel)
+        parts.append(readout.fill(points, energies))
+    return merge(*parts)
+
+
+class FastSimulation:
+    """A model as the fast simulation of a detector: showers for handed-over particles.
+
+    Args:
+        model_dir: ``default`` or a model directory.
+        detector: the detector (the model must know it).
+        sampler: sampler settings (default: the model's).
+        seed: the run seed; handover k of event i gets its own shower seed.
+    """
+
+    def __init__(self, model_dir: str, detector: DetectorSpec, settings: Any = None, seed: int = 1) -> None:  # fmt: skip
+        from caloforge.fastsim.model import load_model
+
+        self.model = load_model(model_dir)
+        self.detector, self.settings, self.seed = detector, settings, seed
+        conditions = self.model.preprocessing.conditions
+        conditions.slot(detector.name)  # refuses a detector the model does not know
+        lo, hi = conditions.energy_range_mev
+        t_lo, t_hi = conditions.theta_range
+        self.trigger = Trigger((self.model.record.particle,), lo, hi, t_lo, t_hi)
+        self.mesh = MeshSpec(**self.model.detectors[detector.name]["mesh"])
+        # the readout holds active energy; a calibrated model's showers are total energy
+        sf = detector.sampling_fraction
+        self.scale = (sf.value if sf else 1.0) if self.model.record.calibrated else 1.0
+
+    def deposit(self, readout: ReadoutSpec, event: EventResult) -> FastDeposit:
+        """The showers of the event's handovers, drawn in one batch and read out."""
+        if not event.handovers:
+            return FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0)
+        from caloforge.fastsim.model import shower_seeds
+
+        start = time.process_time()
+        h = event.handovers
+        showers = self.model.generate(
+            np.array([x.energy_mev for x in h]),
+            np.array([x.theta for x in h]),
+            np.array([x.phi for x in h]),
+            self.detector.name,
+            shower_seeds(self.seed, [event.index * 1000 + k for k in range(len(h))]),
+            settings=self.settings,
+        )
+        cells, energies = place_showers(readout, self.mesh, h, showers * self.scale)
+        return FastDeposit(cells, energies, time.process_time() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+SILICON_X0_MM = 93.7  # radiation length of silicon (PDG)
+EVENTS_PER_PROCESS = 25  # events per Geant4 process (the progress bar moves between them)
+
+
+def tracker_of(detector: DetectorSpec, x0_fraction: float) -> TrackerSpec | None:
+    """A silicon cylinder of ``x0_fraction`` X0 at half the calorimeter's inner radius."""
+    if x0_fraction <= 0:
+        return None
+    return TrackerSpec(detector.inner_radius_mm / 2, x0_fraction * SILICON_X0_MM)
+
+
+def _geant4_events(
+    detector: DetectorSpec,
+    readout: ReadoutSpec,
+    tracker: TrackerSpec | None,
+    trigger: Trigger | None,
+    cut_mm: float,
+    events: list[list[Primary]],
+    seeds: list[int],
+    first: int,
+) -> list[EventResult]:
+    from caloforge.simulate.events import EventSimulator
+
+    results = EventSimulator(detector, readout, tracker, trigger, cut_mm).simulate(events, seeds)
+    for r in results:  # event numbers of the run, not of this process
+        r.index += first
+        r.handovers = [replace(h, event=r.index) for h in r.handovers]
+    return results
+
+
+@dataclass
+class RunSummary:
+    """What a g4run did: events, handovers, CPU seconds of Geant4 and of the model."""
+
+    events: int
+    handovers: int
+    geant4_seconds: float
+    model_seconds: float
+
+
+def g4run(
+    detector: str,
+    gun: GunSpec,
+    n_events: int,
+    out: str | Path,
+    *,
+    fast: str | None = None,
+    tracker_x0: float = 0.0,
+    seed: int = 1,
+    cut_mm: float = SIMULATION.cut_mm,
+    readout_phi: int = 256,
+    readout_z_mm: float = 10.0,
+    settings: Any = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> RunSummary:
+    """``caloforge g4run``: ``n_events`` events of ``gun`` in ``detector``, full simulation or
+    with the model ``fast`` as the fast simulation, written to ``out`` (HDF5, atomically).
+
+    Raises:
+        SpecError: for bad settings, a detector the model does not know.
+        OutputError: if ``out`` cannot be written.
+    """
+    from tqdm import tqdm
+
+    from caloforge.geometry.detectors import load_detector
+    from caloforge.simulate.process import run_in_geant4_process
+
+    if n_events < 1:
+        raise SpecError(f"must be at least 1, got {n_events}", subject="events")
+    if not tracker_x0 >= 0:
+        raise SpecError(f"must be >= 0, got {tracker_x0}", subject="tracker")
+    out = Path(out)
+    check_output(out, overwrite=overwrite)
+    spec = load_detector(detector)
+    readout = ReadoutSpec.of(spec, readout_phi, readout_z_mm)
+    tracker = tracker_of(spec, tracker_x0)
+    model = FastSimulation(fast, spec, settings, seed) if fast else None
+    trigger = model.trigger if model else None
+    primaries = gun.draw(seed, range(n_events))
+    g4_seeds = [int(np.random.default_rng([seed, i, 104729]).integers(1, 2**31 - 1)) for i in range(n_events)]  # fmt: skip
+    results: list[EventResult] = []
+    deposits: list[FastDeposit] = []
+    with tqdm(total=n_events, unit="event", disable=not show_progress) as bar:
+        for first in range(0, n_events, EVENTS_PER_PROCESS):
+            last = min(n_events, first + EVENTS_PER_PROCESS)
+            chunk = run_in_geant4_process(
+                _geant4_events, spec, readout, tracker, trigger, cut_mm,
+                primaries[first:last], g4_seeds[first:last], first,
+            )  # fmt: skip
+            for event in chunk:
+                deposits.append(model.deposit(readout, event) if model else FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0))  # fmt: skip
+                bar.update()
+            results += chunk
+    _write(out, spec, readout, tracker, gun, seed, fast, primaries, results, deposits)
+    return RunSummary(
+        n_events,
+        sum(len(r.handovers) for r in results),
+        sum(r.seconds for r in results),
+        sum(d.seconds for d in deposits),
+    )
+
+
+def _write(
+    out: Path,
+    detector: DetectorSpec,
+    readout: ReadoutSpec,
+    tracker: TrackerSpec | None,
+    gun: GunSpec,
+    seed: int,
+    fast: str | None,
+    primaries: list[list[Primary]],
+    results: list[EventResult],
+    deposits: list[FastDeposit],
+) -> None:
+    import json
+
+    import h5py
+
+    pairs = zip(results, deposits, strict=True)
+    merged = [merge((r.cells, r.energies), (d.cells, d.energies)) for r, d in pairs]
+    cells, energies = [c for c, _ in merged], [e for _, e in merged]
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in cells])])
+    handovers = [h for r in results for h in r.handovers]
+    shots = [(i, p) for i, event in enumerate(primaries) for p in event]
+    with atomic_file(out) as tmp, h5py.File(tmp, "w") as f:
+        f["event_energy_mev"] = np.array([e.sum() for e in energies])
+        f["event_geant4_seconds"] = np.array([r.seconds for r in results])
+        f["event_model_seconds"] = np.array([d.seconds for d in deposits])
+        f["readout_offsets"] = offsets
+        f["readout_cells"] = np.concatenate(cells).astype(np.int64)
+        f["readout_energies_mev"] = np.concatenate(energies)
+        f["handover_event"] = np.array([h.event for h in handovers], np.int64)
+        f["handover_pdg"] = np.array([PDG[h.particle] for h in handovers], np.int64)
+        f["handover_energy_mev"] = np.array([h.energy_mev for h in handovers])
+        f["handover_position_mm"] = np.array([h.position for h in handovers]).reshape(-1, 3)
+        f["handover_direction"] = np.array([h.direction for h in handovers]).reshape(-1, 3)
+        f["primary_event"] = np.array([i for i, _ in shots], np.int64)
+        f["primary_pdg"] = np.array([PDG[p.particle] for _, p in shots], np.int64)
+        f["primary_energy_mev"] = np.array([p.energy_mev for _, p in shots])
+        f["primary_direction"] = np.array([p.direction for _, p in shots]).reshape(-1, 3)
+        f.attrs["caloforge_version"] = __version__
+        f.attrs["detector_name"] = detector.name
+        f.attrs["detector"] = json.dumps(detector.to_dict())
+        f.attrs["readout"] = json.dumps(readout.to_dict())
+        f.attrs["tracker"] = json.dumps(asdict(tracker) if tracker else None)
+        f.attrs["gun"] = json.dumps({"kind": gun.kind, "n": gun.n, "half_angle": gun.half_angle,
+                                     "particle": gun.primary.particle, "energy_gev": str(gun.primary.energy),
+                                     "theta_rad": str(gun.primary.theta), "phi_rad": str(gun.primary.phi)})  # fmt: skip
+        f.attrs["seed"] = seed
+        f.attrs["fast"] = fast or "none"
+        f.attrs["n_events"] = len(results)
