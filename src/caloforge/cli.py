@@ -715,6 +715,79 @@ def _add_sample(sub: Any) -> None:
     p.set_defaults(func=cmd_sample)
 
 
+def cmd_g4run(args: argparse.Namespace) -> int:
+    from caloforge.fastsim.g4run import GunSpec, g4run
+    from caloforge.fastsim.model import SamplerSettings
+
+    gun = GunSpec.parse(args.gun, _primary(args))
+    fast = None if args.fast == "none" else args.fast
+    settings = SamplerSettings(args.sampler, args.sampler_steps)
+    summary = g4run(
+        args.detector,
+        gun,
+        args.events,
+        args.out,
+        fast=fast,
+        tracker_x0=args.tracker,
+        seed=args.seed,
+        cut_mm=args.cut,
+        readout_phi=args.readout_phi,
+        readout_z_mm=args.readout_z,
+        settings=settings,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+    )
+    what = (
+        f", {summary.handovers} particles handed to {args.fast}" if fast else " (full simulation)"
+    )
+    print(
+        f"wrote {summary.events} events to {args.out}{what}; CPU: Geant4 "
+        f"{summary.geant4_seconds:.1f} s, model {summary.model_seconds:.1f} s"
+    )
+    return 0
+
+
+def _add_g4run(sub: Any) -> None:
+    """The ``g4run`` command's options."""
+    p = sub.add_parser(
+        "g4run",
+        formatter_class=_HelpFormatter,
+        help="a Geant4 run of a detector, full or with a model as its fast simulation",
+    )
+    p.add_argument("--detector", required=True, help="built-in name or YAML file")
+    p.add_argument(
+        "--fast",
+        default="none",
+        help="'none' (full simulation), 'default' or a model folder: the fast simulation",
+    )
+    p.add_argument(
+        "--gun",
+        default="single",
+        help="single (--particle), pi0 (-> 2 photons) or cone:N:HALF_ANGLE (N photons)",
+    )
+    p.add_argument("--particle", default=SIMULATION.particle, help="gamma, e- or e+ (single)")
+    p.add_argument("--energy", required=True, help="GeV (per particle; a pi0's kinetic energy)")
+    p.add_argument("--theta", default=SIMULATION.theta, help="rad: the gun's polar angle")
+    p.add_argument("--phi", default=SIMULATION.phi, help="rad: the gun's azimuth")
+    p.add_argument("--events", type=int, required=True, help="number of events")
+    p.add_argument("--seed", type=int, default=SIMULATION.seed, help="run seed")
+    p.add_argument(
+        "--tracker",
+        type=float,
+        default=0.0,
+        help="X0 of silicon in front of the calorimeter, at half its inner radius (e.g. 0.05)",
+    )
+    p.add_argument("--cut", type=float, default=SIMULATION.cut_mm, help="production cut in mm")
+    p.add_argument("--readout-phi", type=int, default=256, help="readout segments in phi")
+    p.add_argument("--readout-z", type=float, default=10.0, help="readout cell length in z, mm")
+    p.add_argument("--sampler", help="the model's sampler (default: the model's)")
+    p.add_argument("--sampler-steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_g4run)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -774,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_distill,
         _add_adapt,
         _add_sample,
+        _add_g4run,
         _add_benchmark,
         _add_demo,
     ):

@@ -1,0 +1,110 @@
+"""``caloforge g4run``: event generators, the placement of generated showers in the readout, and
+a tiny model as the fast simulation of a real Geant4 run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from caloforge.cli import main
+from caloforge.data.specs import PrimarySpec, parse_spec
+from caloforge.errors import SpecError
+from caloforge.fastsim.g4run import PI0_MASS_MEV, VOXEL_SPLIT, GunSpec, place_showers
+from caloforge.geometry.detectors import load_detector
+from caloforge.geometry.mesh import MeshSpec
+from caloforge.geometry.readout import ReadoutSpec
+from caloforge.simulate.events import Handover
+
+
+def _primary(energy: str = "10", theta: str = "1.2", phi: str = "0.5") -> PrimarySpec:
+    return PrimarySpec("gamma", parse_spec(energy, "energy"), parse_spec(theta, "theta"), parse_spec(phi, "phi"))  # fmt: skip
+
+
+def test_a_pi0_gives_two_photons_of_its_energy_and_mass():
+    gun = GunSpec("pi0", _primary("20"))
+    for event in gun.draw(seed=3, indices=range(20)):
+        assert [p.particle for p in event] == ["gamma", "gamma"]
+        e = np.array([p.energy_mev for p in event])
+        d = np.array([p.direction for p in event])
+        assert e.sum() == pytest.approx(20000 + PI0_MASS_MEV)  # kinetic energy + mass
+        mass2 = 2 * e[0] * e[1] * (1 - d[0] @ d[1])  # massless photons
+        assert math.sqrt(mass2) == pytest.approx(PI0_MASS_MEV, rel=1e-6)
+
+
+def test_a_cone_keeps_its_photons_within_the_half_angle_and_events_are_reproducible():
+    gun = GunSpec("cone", _primary("log:1:10"), n=4, half_angle=0.05)
+    events = gun.draw(seed=1, indices=range(10))
+    assert all(len(e) == 4 for e in events)
+    for event in events:
+        axis = np.mean([p.direction for p in event], axis=0)
+        for p in event:
+            assert 1000 <= p.energy_mev <= 10000
+            assert np.arccos(np.clip(np.dot(p.direction, axis / np.linalg.norm(axis)), -1, 1)) < 0.1  # fmt: skip
+    assert gun.draw(seed=1, indices=[7]) == [events[7]]  # event i depends on (seed, i) only
+    with pytest.raises(SpecError):
+        GunSpec.parse("cone:3", _primary())
+
+
+def test_a_known_voxel_lands_in_the_known_cells():
+    detector = load_detector("par04-siw")
+    readout = ReadoutSpec.of(detector)
+    mesh = MeshSpec(n_z=45, n_phi=16, n_r=9)
+    shower = np.zeros(mesh.n_voxels, np.float32)
+    iz, ir = 10, 0
+    for iphi in range(mesh.n_phi):  # the innermost ring at depth cell 10: on the axis, +-4.65 mm
+        shower[(iz * mesh.n_phi + iphi) * mesh.n_r + ir] = 1.0
+    entry = Handover(0, 1, "gamma", 1e4, (detector.inner_radius_mm, 0.0, 0.0), (1.0, 0.0, 0.0))
+    cells, energies = place_showers(readout, mesh, [entry], shower[None])
+    assert energies.sum() == pytest.approx(16.0)  # nothing lost
+    layers = cells // (readout.n_phi * readout.n_z)
+    phis = (cells // readout.n_z) % readout.n_phi
+    zs = cells % readout.n_z
+    # depth 34-37.4 mm behind the face: layers 20 and 21 of 1.7 mm; a ring of radius < 4.65 mm
+    # around phi = 0 at r = 0.8 m: the phi segments next to pi (index 128 of 256) and the z
+    # cells either side of z = 0
+    assert set(layers.tolist()) == {20, 21}
+    assert set(phis.tolist()) <= {127, 128}
+    assert set(zs.tolist()) <= {readout.n_z // 2 - 1, readout.n_z // 2}
+    assert math.prod(VOXEL_SPLIT) > 1
+
+
+@pytest.mark.geant4
+def test_a_tiny_model_runs_as_the_fast_simulation_of_a_geant4_run(teachers, tmp_path: Path):
+    out = {}
+    for fast in ("none", str(teachers["factorized"])):
+        out[fast] = tmp_path / f"{Path(fast).name}.h5"
+        args = ["g4run", "--detector", "par04-siw", "--fast", fast, "--energy", "5",
+                "--theta", "1.5708", "--phi", "0:6.28", "--events", "3", "--seed", "2",
+                "--sampler-steps", "2", "--no-progress", "--out", out[fast]]  # fmt: skip
+        assert main([*map(str, args)]) == 0
+    with h5py.File(out["none"]) as full, h5py.File(out[str(teachers["factorized"])]) as fast:
+        assert len(full["handover_energy_mev"]) == 0
+        assert full["event_energy_mev"][()].min() > 100  # ~3 % of 5 GeV in the active layers
+        # one photon per event, handed over where it enters, at its energy
+        np.testing.assert_array_equal(fast["handover_event"][()], [0, 1, 2])
+        np.testing.assert_allclose(fast["handover_energy_mev"][()], 5000.0)
+        inner = load_detector("par04-siw").inner_radius_mm
+        np.testing.assert_allclose(np.hypot(*fast["handover_position_mm"][()][:, :2].T), inner)
+        # the same primaries in both runs; the fast events' energy is the model's showers
+        np.testing.assert_array_equal(full["primary_direction"][()], fast["primary_direction"][()])
+        assert fast["event_energy_mev"][()].min() > 0
+        offsets = fast["readout_offsets"][()]
+        assert offsets[-1] == len(fast["readout_cells"]) == len(fast["readout_energies_mev"])
+        assert fast.attrs["fast"] == str(teachers["factorized"])
+
+
+def test_bad_g4run_input_is_one_clear_error(tmp_path: Path, capsys):
+    base = ["g4run", "--energy", "5", "--events", "2", "--out", str(tmp_path / "x.h5")]
+    assert main([*base, "--detector", "nope"]) == 1
+    assert main([*base, "--detector", "par04-siw", "--gun", "cone:x"]) == 1
+    assert main([*base[:3], "--events", "0", "--detector", "par04-siw", "--out", str(tmp_path / "y.h5")]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "unknown detector 'nope'" in err
+    assert "choose single, pi0 or cone:N:HALF_ANGLE" in err
+    assert "must be at least 1" in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.iterdir())
