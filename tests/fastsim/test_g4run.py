@@ -108,3 +108,27 @@ def test_bad_g4run_input_is_one_clear_error(tmp_path: Path, capsys):
     assert "must be at least 1" in err
     assert "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.geant4
+def test_the_onnx_runtime_backend_gives_the_showers_of_its_export(students, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from caloforge.fastsim.g4run import FastSimulation
+
+    model = students["factorized"]
+    path = tmp_path / "m.onnx"
+    assert main(["export", "--onnx", str(model), "--sampler", "cd", "--sampler-steps", "1", "--out", str(path)]) == 0  # fmt: skip
+    detector = load_detector("par04-siw")
+    h = [Handover(0, 1, "gamma", 5000.0, (800.0, 0, 0), (1.0, 0, 0)), Handover(0, 2, "gamma", 20000.0, (0, 800.0, 0), (0, 1.0, 0))]  # fmt: skip
+    onnx = FastSimulation(str(path), detector)
+    assert onnx.trigger.particles == ("gamma",)
+    showers = onnx.showers(h, [11, 12])
+    assert showers.shape == (2, onnx.mesh.n_voxels)
+    assert np.isfinite(showers).all()
+    assert showers.sum() > 0
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    from caloforge.errors import DataError
+
+    with pytest.raises(DataError, match="not a readable ONNX model"):
+        FastSimulation(str(bad), detector)

@@ -91,6 +91,7 @@ def metadata(model: FastSimModel, graph: Any) -> dict[str, str]:
         "noise_size": str(graph.noise_size),
         "noise_layout": json.dumps(graph.noise_sizes),
         "detectors": json.dumps([*pre.conditions.detectors, "(spare)"]),
+        "meshes": json.dumps({name: d["mesh"] for name, d in model.detectors.items()}),
         "energy_range_gev": json.dumps([v / 1e3 for v in pre.conditions.energy_range_mev]),
         "theta_range_rad": json.dumps(list(pre.conditions.theta_range)),
         "mesh_z_phi_r": json.dumps(list(pre.mesh_shape)),

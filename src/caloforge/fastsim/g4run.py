@@ -28,7 +28,7 @@ from caloforge import __version__
 from caloforge.atomic import atomic_file, check_output
 from caloforge.config import SIMULATION
 from caloforge.data.specs import PrimarySpec
-from caloforge.errors import SpecError
+from caloforge.errors import DataError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
 from caloforge.geometry.readout import ReadoutSpec, merge
@@ -162,26 +162,86 @@ class FastSimulation:
     """A model as the fast simulation of a detector: showers for handed-over particles.
 
     Args:
-        model_dir: ``default`` or a model directory.
+        source: ``default``, a model directory (PyTorch), or an ONNX file of a model's sampler
+            (``caloforge export --onnx``; run by ONNX Runtime).
         detector: the detector (the model must know it).
-        sampler: sampler settings (default: the model's).
+        settings: sampler settings of a PyTorch model (default: the model's; an ONNX file
+            holds one sampler).
         seed: the run seed; handover k of event i gets its own shower seed.
     """
 
-    def __init__(self, model_dir: str, detector: DetectorSpec, settings: Any = None, seed: int = 1) -> None:  # fmt: skip
-        from caloforge.fastsim.model import load_model
-
-        self.model = load_model(model_dir)
+    def __init__(self, source: str, detector: DetectorSpec, settings: Any = None, seed: int = 1) -> None:  # fmt: skip
         self.detector, self.settings, self.seed = detector, settings, seed
-        conditions = self.model.preprocessing.conditions
-        conditions.slot(detector.name)  # refuses a detector the model does not know
-        lo, hi = conditions.energy_range_mev
-        t_lo, t_hi = conditions.theta_range
-        self.trigger = Trigger((self.model.record.particle,), lo, hi, t_lo, t_hi)
-        self.mesh = MeshSpec(**self.model.detectors[detector.name]["mesh"])
+        self.onnx = str(source).endswith(".onnx")
+        if self.onnx:
+            facts = self._open_onnx(source)
+        else:
+            from caloforge.fastsim.model import load_model
+
+            self.model = load_model(source)
+            conditions = self.model.preprocessing.conditions
+            conditions.slot(detector.name)  # refuses a detector the model does not know
+            facts = {
+                "particle": self.model.record.particle,
+                "energy_mev": conditions.energy_range_mev,
+                "theta": conditions.theta_range,
+                "mesh": self.model.detectors[detector.name]["mesh"],
+                "calibrated": self.model.record.calibrated,
+            }
+        (lo, hi), (t_lo, t_hi) = facts["energy_mev"], facts["theta"]
+        self.trigger = Trigger((facts["particle"],), lo, hi, t_lo, t_hi)
+        self.mesh = MeshSpec(**facts["mesh"])
         # the readout holds active energy; a calibrated model's showers are total energy
         sf = detector.sampling_fraction
-        self.scale = (sf.value if sf else 1.0) if self.model.record.calibrated else 1.0
+        self.scale = (sf.value if sf else 1.0) if facts["calibrated"] else 1.0
+
+    def _open_onnx(self, path: str) -> dict[str, Any]:
+        """Open the ONNX file's session; the facts of its metadata."""
+        import json
+
+        try:
+            import onnxruntime
+        except ImportError:
+            raise SpecError("an ONNX fast simulation needs onnxruntime: pip install 'caloforge[onnx]'") from None  # fmt: skip
+        try:
+            self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's own error types)
+            raise DataError(f"{path} is not a readable ONNX model: {exc}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            detectors = json.loads(meta["detectors"])
+            meshes = json.loads(meta["meshes"])
+            facts = {
+                "particle": meta["particle"],
+                "energy_mev": [v * 1e3 for v in json.loads(meta["energy_range_gev"])],
+                "theta": json.loads(meta["theta_range_rad"]),
+                "calibrated": meta["energy_scale"] == "calibrated",
+            }
+            self.noise_size = int(meta["noise_size"])
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"{path} lacks caloforge's metadata ({exc}); export it with caloforge export --onnx") from None  # fmt: skip
+        if self.detector.name not in meshes:
+            raise SpecError(f"the model in {path} was not trained on detector {self.detector.name!r} (it knows {', '.join(meshes)})")  # fmt: skip
+        self.one_hot = np.zeros(len(detectors), np.float32)
+        self.one_hot[detectors.index(self.detector.name)] = 1.0
+        return {**facts, "mesh": meshes[self.detector.name]}
+
+    def showers(self, handovers: Sequence[Handover], seeds: list[int]) -> np.ndarray:
+        """One shower per handover (MeV per voxel, the model's energy scale), (N, V)."""
+        energies = np.array([h.energy_mev for h in handovers])
+        theta = np.array([h.theta for h in handovers])
+        phi = np.array([h.phi for h in handovers])
+        if not self.onnx:
+            return self.model.generate(energies, theta, phi, self.detector.name, seeds, settings=self.settings)  # fmt: skip
+        noise = np.stack([np.random.default_rng(s).standard_normal(self.noise_size) for s in seeds])
+        feed = {
+            "energy_gev": (energies / 1e3).astype(np.float32),
+            "theta": theta.astype(np.float32),
+            "phi": phi.astype(np.float32),
+            "detector": np.repeat(self.one_hot[None], len(handovers), axis=0),
+            "noise": noise.astype(np.float32),
+        }
+        return self.session.run(["showers"], feed)[0]
 
     def deposit(self, readout: ReadoutSpec, event: EventResult) -> FastDeposit:
         """The showers of the event's handovers, drawn in one batch and read out."""
@@ -191,14 +251,8 @@ class FastSimulation:
 
         start = time.process_time()
         h = event.handovers
-        showers = self.model.generate(
-            np.array([x.energy_mev for x in h]),
-            np.array([x.theta for x in h]),
-            np.array([x.phi for x in h]),
-            self.detector.name,
-            shower_seeds(self.seed, [event.index * 1000 + k for k in range(len(h))]),
-            settings=self.settings,
-        )
+        seeds = shower_seeds(self.seed, [event.index * 1000 + k for k in range(len(h))])
+        showers = self.showers(h, seeds)
         cells, energies = place_showers(readout, self.mesh, h, showers * self.scale)
         return FastDeposit(cells, energies, time.process_time() - start)
 
