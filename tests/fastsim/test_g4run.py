@@ -132,3 +132,36 @@ def test_the_onnx_runtime_backend_gives_the_showers_of_its_export(students, tmp_
 
     with pytest.raises(DataError, match="not a readable ONNX model"):
         FastSimulation(str(bad), detector)
+
+
+@pytest.mark.geant4
+def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path, monkeypatch):
+    from caloforge.fastsim import g4run as module
+
+    monkeypatch.setattr(module, "EVENTS_PER_PROCESS", 2)
+    args = ["g4run", "--detector", "par04-siw", "--energy", "2", "--theta", "1.5708",
+            "--events", "5", "--seed", "4", "--no-progress"]  # fmt: skip
+    reference = tmp_path / "reference.h5"
+    assert main([*args, "--out", str(reference)]) == 0
+    out = tmp_path / "resumed.h5"
+    calls = []
+    real = module.run_in_geant4_process
+
+    def interrupted_in_the_second_chunk(fn, *a):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C, or a kill, while Geant4 runs
+        return real(fn, *a)
+
+    monkeypatch.setattr(module, "run_in_geant4_process", interrupted_in_the_second_chunk)
+    assert main([*args, "--out", str(out)]) == 130
+    assert not out.exists()
+    assert len(list((tmp_path / "resumed.h5.partial").glob("events-*.npz"))) == 1
+    monkeypatch.undo()
+    monkeypatch.setattr(module, "EVENTS_PER_PROCESS", 2)
+    assert main([*args, "--out", str(out)]) == 0
+    assert not (tmp_path / "resumed.h5.partial").exists()
+    with h5py.File(reference) as a, h5py.File(out) as b:
+        for key in ("event_energy_mev", "readout_cells", "readout_energies_mev", "primary_direction"):  # fmt: skip
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+    assert main([*args, "--energy", "3", "--out", str(tmp_path / "other.h5")]) == 0

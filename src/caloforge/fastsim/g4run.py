@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
-from caloforge.atomic import atomic_file, check_output
+from caloforge.atomic import atomic_file, check_output, write_text_atomic
 from caloforge.config import SIMULATION
 from caloforge.data.specs import PrimarySpec
-from caloforge.errors import DataError, SpecError
+from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
 from caloforge.geometry.readout import ReadoutSpec, merge
 from caloforge.simulate.events import PDG, EventResult, Handover, Primary, TrackerSpec, Trigger
+from caloforge.simulate.process import run_in_geant4_process
 
 log = logging.getLogger(__name__)
 PI0_MASS_MEV = 134.9768
@@ -326,7 +329,6 @@ def g4run(
     from tqdm import tqdm
 
     from caloforge.geometry.detectors import load_detector
-    from caloforge.simulate.process import run_in_geant4_process
 
     if n_events < 1:
         raise SpecError(f"must be at least 1, got {n_events}", subject="events")
@@ -341,26 +343,116 @@ def g4run(
     trigger = model.trigger if model else None
     primaries = gun.draw(seed, range(n_events))
     g4_seeds = [int(np.random.default_rng([seed, i, 104729]).integers(1, 2**31 - 1)) for i in range(n_events)]  # fmt: skip
+    request = {
+        "detector": spec.to_dict(), "readout": readout.to_dict(),
+        "tracker": asdict(tracker) if tracker else None, "gun": _gun_dict(gun),
+        "events": n_events, "seed": seed, "cut_mm": cut_mm, "fast": fast,
+        "settings": repr(settings), "caloforge": __version__,
+    }  # fmt: skip
+    partial = _partial(out, request)
     results: list[EventResult] = []
     deposits: list[FastDeposit] = []
     with tqdm(total=n_events, unit="event", disable=not show_progress) as bar:
         for first in range(0, n_events, EVENTS_PER_PROCESS):
             last = min(n_events, first + EVENTS_PER_PROCESS)
-            chunk = run_in_geant4_process(
-                _geant4_events, spec, readout, tracker, trigger, cut_mm,
-                primaries[first:last], g4_seeds[first:last], first,
-            )  # fmt: skip
-            for event in chunk:
-                deposits.append(model.deposit(readout, event) if model else FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0))  # fmt: skip
-                bar.update()
+            path = partial / f"events-{first:08d}.npz"
+            if path.exists():
+                chunk, done = _load_chunk(path)
+            else:
+                chunk = run_in_geant4_process(
+                    _geant4_events, spec, readout, tracker, trigger, cut_mm,
+                    primaries[first:last], g4_seeds[first:last], first,
+                )  # fmt: skip
+                empty = FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0)
+                done = [model.deposit(readout, e) if model else empty for e in chunk]
+                _save_chunk(path, chunk, done)
             results += chunk
+            deposits += done
+            bar.update(len(chunk))
     _write(out, spec, readout, tracker, gun, seed, fast, primaries, results, deposits)
+    shutil.rmtree(partial, ignore_errors=True)
     return RunSummary(
         n_events,
         sum(len(r.handovers) for r in results),
         sum(r.seconds for r in results),
         sum(d.seconds for d in deposits),
     )
+
+
+def _gun_dict(gun: GunSpec) -> dict[str, Any]:
+    p = gun.primary
+    return {"kind": gun.kind, "n": gun.n, "half_angle": gun.half_angle, "particle": p.particle,
+            "energy_gev": str(p.energy), "theta_rad": str(p.theta), "phi_rad": str(p.phi)}  # fmt: skip
+
+
+def _partial(out: Path, request: dict[str, Any]) -> Path:
+    """The run's folder of finished chunks (``OUT.partial``); refuses another run's."""
+    import json
+
+    partial = out.with_name(out.name + ".partial")
+    identity = json.loads(json.dumps(request))
+    found = partial / "request.json"
+    if found.exists():
+        try:
+            previous = json.loads(found.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != identity:
+            raise SpecError(
+                f"{partial} holds an interrupted run with other arguments; run again with the "
+                "same arguments to resume it, or delete that directory to start afresh"
+            )
+        return partial
+    try:
+        partial.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from None
+    write_text_atomic(found, json.dumps(identity, indent=1, sort_keys=True))
+    return partial
+
+
+def _save_chunk(path: Path, results: list[EventResult], deposits: list[FastDeposit]) -> None:
+    """A chunk of events, their readouts merged with the model's, written atomically."""
+    merged = [merge((r.cells, r.energies), (d.cells, d.energies)) for r, d in zip(results, deposits, strict=True)]  # fmt: skip
+    h = [x for r in results for x in r.handovers]
+    with atomic_file(path) as tmp:
+        np.savez(
+            tmp,
+            index=np.array([r.index for r in results], np.int64),
+            g4_seconds=np.array([r.seconds for r in results]),
+            model_seconds=np.array([d.seconds for d in deposits]),
+            offsets=np.concatenate([[0], np.cumsum([len(c) for c, _ in merged])]),
+            cells=np.concatenate([c for c, _ in merged]).astype(np.int64),
+            energies=np.concatenate([e for _, e in merged]),
+            h_event=np.array([x.event for x in h], np.int64),
+            h_track=np.array([x.track for x in h], np.int64),
+            h_pdg=np.array([PDG[x.particle] for x in h], np.int64),
+            h_energy=np.array([x.energy_mev for x in h]),
+            h_position=np.array([x.position for x in h]).reshape(-1, 3),
+            h_direction=np.array([x.direction for x in h]).reshape(-1, 3),
+        )
+
+
+def _load_chunk(path: Path) -> tuple[list[EventResult], list[FastDeposit]]:
+    names = {v: k for k, v in PDG.items()}
+    try:
+        with np.load(path) as c:
+            a = {k: c[k] for k in c.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        path.unlink(missing_ok=True)
+        raise OutputError(f"{path} was unreadable ({exc.__class__.__name__}) and was removed; run the same command again") from None  # fmt: skip
+    results, deposits = [], []
+    for k, index in enumerate(a["index"].tolist()):
+        lo, hi = a["offsets"][k], a["offsets"][k + 1]
+        mine = np.flatnonzero(a["h_event"] == index)
+        handovers = [
+            Handover(index, int(a["h_track"][j]), names[int(a["h_pdg"][j])], float(a["h_energy"][j]),
+                     tuple(a["h_position"][j].tolist()), tuple(a["h_direction"][j].tolist()))
+            for j in mine
+        ]  # fmt: skip
+        results.append(EventResult(index, a["cells"][lo:hi], a["energies"][lo:hi], handovers, float(a["g4_seconds"][k])))  # fmt: skip
+        deposits.append(FastDeposit(np.zeros(0, np.int64), np.zeros(0), float(a["model_seconds"][k])))  # fmt: skip
+    return results, deposits
 
 
 def _write(
@@ -406,9 +498,7 @@ def _write(
         f.attrs["detector"] = json.dumps(detector.to_dict())
         f.attrs["readout"] = json.dumps(readout.to_dict())
         f.attrs["tracker"] = json.dumps(asdict(tracker) if tracker else None)
-        f.attrs["gun"] = json.dumps({"kind": gun.kind, "n": gun.n, "half_angle": gun.half_angle,
-                                     "particle": gun.primary.particle, "energy_gev": str(gun.primary.energy),
-                                     "theta_rad": str(gun.primary.theta), "phi_rad": str(gun.primary.phi)})  # fmt: skip
+        f.attrs["gun"] = json.dumps(_gun_dict(gun))
         f.attrs["seed"] = seed
         f.attrs["fast"] = fast or "none"
         f.attrs["n_events"] = len(results)
