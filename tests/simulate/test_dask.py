@@ -20,8 +20,9 @@ distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from caloforge.simulate import cluster
+from caloforge.simulate.chunks import chunk_path
 from caloforge.simulate.cluster import DaskTarget, dask_client, simulate_with_dask
-from caloforge.simulate.runner import RunRequest, chunk_path
+from caloforge.simulate.runner import RunRequest
 
 # the fake tasks below travel to the worker processes by value, not by module name
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -29,6 +29,7 @@ import numpy as np
 
 from caloforge import __version__
 from caloforge.errors import CaloforgeError, SpecError
+from caloforge.simulate.chunks import chunk_path, simulate_chunk, write_chunk
 
 log = logging.getLogger(__name__)
 LOCAL = re.compile(r"local:(\d+)")
@@ -169,7 +170,6 @@ def _log_path() -> str:
 def _in_geant4_thread(request: Any, k: int) -> dict[str, np.ndarray]:
     from caloforge.simulate.application import ShowerSimulator
     from caloforge.simulate.process import silence_output
-    from caloforge.simulate.runner import simulate_chunk
 
     setup = (request.detector, request.mesh, request.primary.particle, request.cut_mm)
     if _Geant4.sim is None:
@@ -216,8 +216,6 @@ def simulate_with_dask(
     Raises:
         CaloforgeError: naming the chunks that failed, once every other chunk is written.
     """
-    from caloforge.simulate.runner import chunk_path, write_chunk
-
     todo = [k for k in range(request.n_chunks) if not chunk_path(partial, k).exists()]
     done = request.n - sum(len(request.chunk_range(k)) for k in todo)
     if progress:

@@ -30,14 +30,15 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
-from caloforge.atomic import atomic_file, check_output, write_text_atomic
+from caloforge.atomic import check_output, write_text_atomic
 from caloforge.config import SIMULATION
 from caloforge.data.contract import shower_attributes
-from caloforge.data.specs import PrimarySpec, draw_conditions
+from caloforge.data.specs import PrimarySpec
 from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.resources import check_space
+from caloforge.simulate.chunks import chunk_path, simulate_chunk, write_chunk
 from caloforge.simulate.cluster import DaskTarget, dask_client, simulate_with_dask
 from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
@@ -98,31 +99,8 @@ class RunRequest:
         return json.loads(json.dumps(d))
 
 
-def chunk_path(partial: Path, k: int) -> Path:
-    return partial / f"chunk-{k:06d}.npz"
-
-
 # --------------------------------------------------------------------------------------------
 # Worker side (runs in a spawned process that owns one Geant4 instance)
-
-
-def simulate_chunk(sim: Any, request: RunRequest, k: int) -> dict[str, np.ndarray]:
-    """The rows of chunk ``k``, simulated by ``sim`` (a ShowerSimulator of the request)."""
-    conditions = draw_conditions(request.primary, request.seed, request.chunk_range(k))
-    out = sim.simulate(conditions)
-    return {
-        "index": np.array([r.index for r in out]),
-        "energy": np.array([c.energy_mev for c in conditions]),
-        "theta": np.array([c.theta for c in conditions]),
-        "phi": np.array([c.phi for c in conditions]),
-        "showers": np.stack([r.voxels for r in out]),
-    }
-
-
-def write_chunk(partial: Path, k: int, rows: dict[str, np.ndarray]) -> None:
-    """Write chunk ``k`` into the partial directory, atomically."""
-    with atomic_file(chunk_path(partial, k)) as tmp:
-        np.savez(tmp, **rows)  # type: ignore[arg-type]  # the stub mistakes **rows for allow_pickle
 
 
 def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, parent: int) -> None:
