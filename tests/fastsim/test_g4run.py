@@ -165,3 +165,30 @@ def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path, monkeypat
         for key in ("event_energy_mev", "readout_cells", "readout_energies_mev", "primary_direction"):  # fmt: skip
             np.testing.assert_array_equal(a[key][()], b[key][()])
     assert main([*args, "--energy", "3", "--out", str(tmp_path / "other.h5")]) == 0
+
+
+@pytest.mark.geant4
+def test_the_full_vs_fast_report_compares_the_same_events(teachers, tmp_path: Path):
+    from caloforge.errors import DataError
+    from caloforge.evaluate.runs import compare_runs, read_run, write_run_report
+
+    paths = {}
+    for name, fast, seed in (("full", "none", "2"), ("fast", str(teachers["factorized"]), "2"), ("other", "none", "3")):  # fmt: skip
+        paths[name] = tmp_path / f"{name}.h5"
+        args = ["g4run", "--detector", "par04-siw", "--fast", fast, "--energy", "3", "--theta", "1.5708",
+                "--events", "4", "--seed", seed, "--sampler-steps", "2", "--no-progress", "--out", str(paths[name])]  # fmt: skip
+        assert main(args) == 0
+    full = read_run(paths["full"])
+    same = compare_runs(full, full)
+    assert same.mean_ratio == 0.0
+    assert same.speedup == pytest.approx(1.0)
+    assert same.handovers_per_event == 0.0
+    result = write_run_report(full, read_run(paths["fast"]), tmp_path / "report")
+    assert result.handovers_per_event == 1.0
+    assert result.events == 4
+    assert (tmp_path / "report" / "index.html").exists()
+    assert (tmp_path / "report" / "full_vs_fast.png").exists()
+    with pytest.raises(DataError, match="not the same events"):
+        compare_runs(full, read_run(paths["other"]))
+    with pytest.raises(DataError, match="not a readable caloforge g4run file"):
+        read_run(teachers["data"])
