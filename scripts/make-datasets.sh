@@ -22,3 +22,8 @@ run siw-train-a --detector par04-siw -n 10000 --seed 1  # par04-siw training set
 run scipb --detector par04-scipb -n 10000 --seed 3      # second training detector
 run siw-train-b --detector par04-siw -n 10000 --seed 4  # par04-siw training set, part 2
 run siw-test-b --detector par04-siw -n 10000 --seed 5   # held out, part 2 (10k vs 10k)
+# issue 17, detectors the default never saw: adaptation sets and held-out sets
+run pbwo4-train --detector pbwo4 -n 10000 --seed 11       # adaptation/scratch (first 100/1k/10k)
+run pbwo4-test --detector pbwo4 -n 10000 --seed 12        # held out (5k vs 5k)
+run allegro-train --detector allegro-like -n 1000 --seed 13  # a second adaptation
+run allegro-test --detector allegro-like -n 4000 --seed 14   # held out (2k vs 2k)
