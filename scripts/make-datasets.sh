@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Geant4 datasets used by the evaluation acceptance (issue 3), the training of the default
-# model (issues 4 and 14) and the fidelity study and final evaluation (issue 14). Outputs go to
-# data/ (git-ignored). Each command resumes where a killed run stopped: run this script again
-# after an interruption. About 25 minutes per 10k showers on 2 idle cores, 2 hours for all
-# five; name some to make only those (e.g. `scripts/make-datasets.sh siw-test siw-train-a`).
+# model (issues 4 and 14), the fidelity study and final evaluation (issue 14) and the adaptation
+# study (issue 17). Outputs go to data/ (git-ignored). Each command resumes where a killed run
+# stopped: run this script again after an interruption. About 25 minutes per 10k par04-siw
+# showers on 2 idle cores, 2 hours for the first five; name some to make only those (e.g.
+# `scripts/make-datasets.sh siw-test siw-train-a`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
