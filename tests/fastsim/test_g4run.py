@@ -102,7 +102,9 @@ def test_bad_g4run_input_is_one_clear_error(tmp_path: Path, capsys):
     assert main([*base, "--detector", "nope"]) == 1
     assert main([*base, "--detector", "par04-siw", "--gun", "cone:x"]) == 1
     assert main([*base[:3], "--events", "0", "--detector", "par04-siw", "--out", str(tmp_path / "y.h5")]) == 1  # fmt: skip
+    assert main([*base, "--detector", "par04-siw", "--tracker", "5"]) == 1  # 468 mm from 400 mm
     err = capsys.readouterr().err
+    assert "must end inside par04-siw's inner radius" in err
     assert "unknown detector 'nope'" in err
     assert "choose single, pi0 or cone:N:HALF_ANGLE" in err
     assert "must be at least 1" in err

@@ -34,7 +34,15 @@ from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
 from caloforge.geometry.readout import ReadoutSpec, merge
-from caloforge.simulate.events import PDG, EventResult, Handover, Primary, TrackerSpec, Trigger
+from caloforge.simulate.events import (
+    PDG,
+    EventResult,
+    Handover,
+    Primary,
+    TrackerSpec,
+    Trigger,
+    check_tracker,
+)
 from caloforge.simulate.process import run_in_geant4_process
 
 log = logging.getLogger(__name__)
@@ -339,6 +347,7 @@ def g4run(
     spec = load_detector(detector)
     readout = ReadoutSpec.of(spec, readout_phi, readout_z_mm)
     tracker = tracker_of(spec, tracker_x0)
+    check_tracker(spec, tracker)
     model = FastSimulation(fast, spec, settings, seed) if fast else None
     trigger = model.trigger if model else None
     primaries = gun.draw(seed, range(n_events))

@@ -54,6 +54,16 @@ class TrackerSpec:
             raise SpecError("the tracker's radius and thickness must be positive", subject="tracker")  # fmt: skip
 
 
+def check_tracker(detector: DetectorSpec, tracker: TrackerSpec | None) -> None:
+    """Raise SpecError unless the tracker ends inside the calorimeter's entry shell."""
+    if tracker is not None and tracker.radius_mm + tracker.thickness_mm >= detector.inner_radius_mm - ENTRY_SHELL_MM:  # fmt: skip
+        raise SpecError(
+            f"the tracker ({tracker.radius_mm:g} mm + {tracker.thickness_mm:g} mm thick) must end "
+            f"inside {detector.name}'s inner radius ({detector.inner_radius_mm:g} mm)",
+            subject="tracker",
+        )
+
+
 @dataclass(frozen=True)
 class Trigger:
     """Which particles entering the calorimeter are handed to the fast simulation."""
@@ -133,12 +143,7 @@ class EventSimulator:
         cut_mm: float = SIMULATION.cut_mm,
     ) -> None:
         g4: Any = geant4()
-        if tracker is not None and tracker.radius_mm + tracker.thickness_mm >= detector.inner_radius_mm - ENTRY_SHELL_MM:  # fmt: skip
-            raise SpecError(
-                f"the tracker ({tracker.radius_mm:g} + {tracker.thickness_mm:g} mm) must end "
-                f"inside the calorimeter's inner radius ({detector.inner_radius_mm:g} mm)",
-                subject="tracker",
-            )
+        check_tracker(detector, tracker)
         self.detector, self.readout, self.tracker, self.trigger = (
             detector,
             readout,
