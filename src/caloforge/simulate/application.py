@@ -102,7 +102,7 @@ class ShowerSimulator:
         self._gun.SetParticleDefinition(
             g4.G4ParticleTable.GetParticleTable().FindParticle(particle)
         )
-        generator, event_action = _make_actions(self)
+        generator, event_action = make_actions(self)
         self.run_manager.SetUserAction(generator)
         self.run_manager.SetUserAction(event_action)
         self._keep += [physics_list, generator, event_action]
@@ -273,7 +273,9 @@ def _make_sum_scorer(name: str, accumulator: list[float]) -> Any:
     return SumScorer(name, 0)
 
 
-def _make_actions(sim: ShowerSimulator) -> tuple[Any, Any]:
+def make_actions(sim: Any) -> tuple[Any, Any]:
+    """The primary generator and event action of a simulator with ``_generate(event)`` and
+    ``_end_event()`` (the shower and the event simulators)."""
     g4: Any = geant4()
 
     class Generator(g4.G4VUserPrimaryGeneratorAction):

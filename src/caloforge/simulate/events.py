@@ -32,7 +32,12 @@ from caloforge.config import SIMULATION
 from caloforge.errors import SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.readout import ReadoutSpec
-from caloforge.simulate.application import build_barrel, make_mesh_scorer, make_physics_list
+from caloforge.simulate.application import (
+    build_barrel,
+    make_actions,
+    make_mesh_scorer,
+    make_physics_list,
+)
 from caloforge.simulate.g4 import geant4
 from caloforge.simulate.materials import find_material
 from caloforge.simulate.stepaccess import StepReader
@@ -169,7 +174,7 @@ class EventSimulator:
         self.run_manager.SetUserInitialization(self._construction)
         self.run_manager.SetUserInitialization(physics_list)
         self._gun = g4.G4ParticleGun(1)
-        generator, event_action = _make_actions(self)
+        generator, event_action = make_actions(self)
         self.run_manager.SetUserAction(generator)
         self.run_manager.SetUserAction(event_action)
         self._keep += [physics_list, generator, event_action]
@@ -281,17 +286,3 @@ def _make_construction(sim: EventSimulator) -> Any:
             self.entry.SetSensitiveDetector(entry)
 
     return Construction()
-
-
-def _make_actions(sim: EventSimulator) -> tuple[Any, Any]:
-    g4: Any = geant4()
-
-    class Generator(g4.G4VUserPrimaryGeneratorAction):
-        def GeneratePrimaries(self, event: Any) -> None:
-            sim._generate(event)
-
-    class EventAction(g4.G4UserEventAction):
-        def EndOfEventAction(self, _event: Any) -> None:
-            sim._end_event()
-
-    return Generator(), EventAction()
