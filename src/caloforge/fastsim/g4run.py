@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
-from caloforge.atomic import atomic_file, check_output, write_text_atomic
+from caloforge.atomic import atomic_file, check_output
 from caloforge.config import SIMULATION
 from caloforge.data.specs import PrimarySpec
 from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
 from caloforge.geometry.readout import ReadoutSpec, merge
+from caloforge.simulate.chunks import open_partial
 from caloforge.simulate.events import (
     PDG,
     EventResult,
@@ -358,7 +359,7 @@ def g4run(
         "events": n_events, "seed": seed, "cut_mm": cut_mm, "fast": fast,
         "settings": repr(settings), "caloforge": __version__,
     }  # fmt: skip
-    partial = _partial(out, request)
+    partial = open_partial(out, request)
     results: list[EventResult] = []
     deposits: list[FastDeposit] = []
     with tqdm(total=n_events, unit="event", disable=not show_progress) as bar:
@@ -392,32 +393,6 @@ def _gun_dict(gun: GunSpec) -> dict[str, Any]:
     p = gun.primary
     return {"kind": gun.kind, "n": gun.n, "half_angle": gun.half_angle, "particle": p.particle,
             "energy_gev": str(p.energy), "theta_rad": str(p.theta), "phi_rad": str(p.phi)}  # fmt: skip
-
-
-def _partial(out: Path, request: dict[str, Any]) -> Path:
-    """The run's folder of finished chunks (``OUT.partial``); refuses another run's."""
-    import json
-
-    partial = out.with_name(out.name + ".partial")
-    identity = json.loads(json.dumps(request))
-    found = partial / "request.json"
-    if found.exists():
-        try:
-            previous = json.loads(found.read_text())
-        except (OSError, ValueError):
-            previous = None
-        if previous != identity:
-            raise SpecError(
-                f"{partial} holds an interrupted run with other arguments; run again with the "
-                "same arguments to resume it, or delete that directory to start afresh"
-            )
-        return partial
-    try:
-        partial.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from None
-    write_text_atomic(found, json.dumps(identity, indent=1, sort_keys=True))
-    return partial
 
 
 def _save_chunk(path: Path, results: list[EventResult], deposits: list[FastDeposit]) -> None:

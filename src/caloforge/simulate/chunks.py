@@ -3,13 +3,47 @@ writes, ``OUT.partial/chunk-XXXXXX.npz`` (see :mod:`caloforge.simulate.runner`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from caloforge.atomic import atomic_file
+from caloforge.atomic import atomic_file, write_text_atomic
 from caloforge.data.specs import draw_conditions
+from caloforge.errors import OutputError, SpecError
+
+REQUEST_FILE = "request.json"
+
+
+def open_partial(out: Path, identity: dict[str, Any]) -> Path:
+    """The folder of a run's finished chunks, ``OUT.partial``: created with the run's identity
+    (its arguments, as JSON), or reopened to resume when it holds the same run.
+
+    Raises:
+        SpecError: the folder holds an interrupted run with other arguments.
+        OutputError: the folder cannot be created.
+    """
+    partial = out.with_name(out.name + ".partial")
+    identity = json.loads(json.dumps(identity))  # as it reads back: tuples become lists
+    request_file = partial / REQUEST_FILE
+    if request_file.exists():
+        try:
+            previous = json.loads(request_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != identity:
+            raise SpecError(
+                f"{partial} holds an interrupted run with other arguments; run again with the "
+                "same arguments to resume it, or delete that directory to start afresh"
+            )
+        return partial
+    try:
+        partial.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from None
+    write_text_atomic(request_file, json.dumps(identity, indent=1, sort_keys=True))
+    return partial
 
 
 def chunk_path(partial: Path, k: int) -> Path:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from caloforge import __version__
-from caloforge.atomic import check_output, write_text_atomic
+from caloforge.atomic import check_output
 from caloforge.config import SIMULATION
 from caloforge.data.contract import shower_attributes
 from caloforge.data.specs import PrimarySpec
@@ -38,12 +38,16 @@ from caloforge.errors import CaloforgeError, OutputError, SpecError
 from caloforge.geometry.detectors import DetectorSpec
 from caloforge.geometry.mesh import MeshSpec
 from caloforge.resources import check_space
-from caloforge.simulate.chunks import chunk_path, simulate_chunk, write_chunk
+from caloforge.simulate.chunks import (
+    chunk_path,
+    open_partial,
+    simulate_chunk,
+    write_chunk,
+)
 from caloforge.simulate.cluster import DaskTarget, dask_client, simulate_with_dask
 from caloforge.simulate.process import hard_exit, raise_failure, report_failure, silence_output
 
 log = logging.getLogger(__name__)
-REQUEST_FILE = "request.json"
 
 
 @dataclass(frozen=True)
@@ -130,29 +134,6 @@ def _worker_main(request: RunRequest, partial: Path, tasks: Any, results: Any, p
 # Parent side
 
 
-def _prepare_partial(request: RunRequest, out: Path) -> Path:
-    partial = out.with_name(out.name + ".partial")
-    identity = request.identity()
-    request_file = partial / REQUEST_FILE
-    if request_file.exists():
-        try:
-            previous = json.loads(request_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous != identity:
-            raise SpecError(
-                f"{partial} holds an interrupted run with other arguments; run again with the "
-                "same arguments to resume it, or delete that directory to start afresh"
-            )
-        return partial
-    try:
-        partial.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from exc
-    write_text_atomic(request_file, json.dumps(identity, indent=1, sort_keys=True))
-    return partial
-
-
 def simulate_to_chunks(
     request: RunRequest,
     partial: Path,
@@ -163,7 +144,7 @@ def simulate_to_chunks(
 
     Args:
         request: the run.
-        partial: the run's partial directory (from :func:`_prepare_partial`).
+        partial: the run's partial directory (from :func:`~caloforge.simulate.chunks.open_partial`).
         workers: number of Geant4 processes.
         progress: called as ``progress(done_showers, total)`` after every shower.
 
@@ -350,7 +331,7 @@ def run(
     with ExitStack() as stack:
         # the cluster first: a scheduler that cannot be reached leaves nothing behind
         client = stack.enter_context(dask_client(dask)) if dask is not None else None
-        partial = _prepare_partial(request, out)
+        partial = open_partial(out, request.identity())
         stack.enter_context(_exclusive(partial, out))
         bar = Progress(request.n, enabled=show_progress)
         try:
