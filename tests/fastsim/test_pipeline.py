@@ -135,14 +135,15 @@ def test_a_trained_energy_model_follows_its_energy_condition(
     n = 64
     for gev in (1.5, 60.0):
         energies = np.full(n, gev * 1e3)
-        showers = model.generate(
-            energies, np.full(n, 1.5), np.zeros(n), "par04-siw", shower_seeds(2, range(n)), steps=16
-        )
+        args = (energies, np.full(n, 1.5), np.zeros(n), "par04-siw", shower_seeds(2, range(n)))
+        showers = model.generate(*args, steps=16)
         generated = float(np.median(showers.sum(axis=1) / energies))
         assert generated == pytest.approx(float(response(energies[:1])[0]), rel=0.15), gev
-        # the layer energies are the energy model's: all the shape model does is share them
+        # the layer energies are the energy model's: all the shape model does is share them,
+        # and the energy model alone draws the same ones for the same seeds
         layers = layer_energies(showers, MESH.shape)
         assert (layers.sum(axis=1) > 0).all()
+        np.testing.assert_allclose(layers, model.generate_layers(*args, steps=16), rtol=1e-4, atol=1e-3)  # fmt: skip
 
 
 def test_training_one_part_keeps_the_other_parts_checksum(

@@ -258,6 +258,90 @@ class FastSimModel:
         Raises:
             SpecError: for an unknown detector or sampler, or out-of-range conditions.
         """
+        sample, cond, size = self._sampling(
+            energies, theta, phi, detector, settings, steps, batch_size,
+            allow_extrapolation=allow_extrapolation, allow_spare_slot=allow_spare_slot,
+        )  # fmt: skip
+        draw = self._factorized if self.record.family == FACTORIZED else self._calodit
+        if layers is not None and (draw == self._calodit or layers.shape[0] != len(energies)):
+            raise SpecError(
+                f"layer energies (N, Z) are for a {FACTORIZED} model, one row per shower"
+            )
+        threshold, _ = voxel_threshold(self.record.calibrated)
+        width = int(np.prod(self.preprocessing.mesh_shape))
+
+        def batch(sl: slice, noise: ShowerNoise) -> np.ndarray:
+            given = None if layers is None else layers[sl]
+            return draw(sample, cond[sl], energies[sl], noise, threshold, given)
+
+        return self._in_batches(batch, len(energies), width, seeds, size, on_batch)
+
+    def generate_layers(
+        self,
+        energies: np.ndarray,
+        theta: np.ndarray,
+        phi: np.ndarray,
+        detector: str,
+        seeds: list[int],
+        *,
+        settings: SamplerSettings | None = None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """The energy model alone (``factorized`` family): the layer energies that
+        :meth:`generate` would share out for the same conditions and seeds, (N, Z) MeV. A
+        diagnostic: Geant4's shapes rescaled to them judge the energy model by itself."""
+        if self.record.family != FACTORIZED:
+            raise SpecError(f"only a {FACTORIZED} model has an energy model")
+        sample, cond, size = self._sampling(energies, theta, phi, detector, settings, steps, batch_size)  # fmt: skip
+        transform = self.preprocessing.layers
+        assert transform is not None  # a factorized model's preprocessing has it
+
+        def batch(sl: slice, noise: ShowerNoise) -> np.ndarray:
+            x_e = sample("energy", (self.preprocessing.mesh_shape[0],), cond[sl], noise)
+            return transform.inverse(x_e.numpy(), energies[sl])
+
+        z = self.preprocessing.mesh_shape[0]
+        return self._in_batches(batch, len(energies), z, seeds, size, None)
+
+    def _in_batches(
+        self,
+        batch: Callable[[slice, ShowerNoise], np.ndarray],
+        n: int,
+        width: int,
+        seeds: list[int],
+        batch_size: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> np.ndarray:
+        """``batch(rows, noise)`` over all ``n`` showers, ``batch_size`` at a time: (n, width)."""
+        for net in [*self.networks.values(), *self.students.values()]:
+            net.eval()
+        out = np.empty((n, width), np.float32)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            values = batch(slice(start, stop), ShowerNoise(seeds[start:stop]))
+            if not np.isfinite(values).all():
+                raise DataError("the model produced non-finite energies (a broken model?)")
+            out[start:stop] = values
+            if on_batch is not None:
+                on_batch(stop - start)
+        return out
+
+    def _sampling(
+        self,
+        energies: np.ndarray,
+        theta: np.ndarray,
+        phi: np.ndarray,
+        detector: str,
+        settings: SamplerSettings | None,
+        steps: int | None,
+        batch_size: int | None,
+        *,
+        allow_extrapolation: bool = False,
+        allow_spare_slot: bool = False,
+    ) -> tuple[Sampling, torch.Tensor, int]:
+        """The sampler of :meth:`generate`, the encoded conditions of every shower and the
+        batch size."""
         settings = settings or SamplerSettings()
         if steps is not None or batch_size is not None:
             settings = replace(
@@ -299,26 +383,7 @@ class FastSimModel:
             denoiser = self.sampling_denoiser(part)
             return SAMPLERS[sampler](denoiser, z * sigmas[0], sigmas, cond=cond, noise=noise, **kwargs)  # fmt: skip
 
-        draw = self._factorized if self.record.family == FACTORIZED else self._calodit
-        if layers is not None and (draw == self._calodit or layers.shape[0] != len(energies)):
-            raise SpecError(
-                f"layer energies (N, Z) are for a {FACTORIZED} model, one row per shower"
-            )
-        threshold, _ = voxel_threshold(self.record.calibrated)
-        for net in [*self.networks.values(), *self.students.values()]:
-            net.eval()
-        out = np.empty((len(energies), int(np.prod(self.preprocessing.mesh_shape))), np.float32)
-        for start in range(0, len(energies), settings.batch_size):
-            stop = min(start + settings.batch_size, len(energies))
-            noise = ShowerNoise(seeds[start:stop])
-            given = None if layers is None else layers[start:stop]
-            showers = draw(sample, cond[start:stop], energies[start:stop], noise, threshold, given)
-            if not np.isfinite(showers).all():
-                raise DataError("the model produced non-finite energies (a broken model?)")
-            out[start:stop] = showers
-            if on_batch is not None:
-                on_batch(stop - start)
-        return out
+        return sample, cond, settings.batch_size
 
     def _calodit(
         self,
