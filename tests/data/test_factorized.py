@@ -47,6 +47,57 @@ def test_layer_transform_is_bounded() -> None:
     assert (layers.sum(axis=1) <= transform.scale * energies * (1 + 1e-9)).all()
 
 
+def _sparse_layers(n: int = 400, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Layer energies with empty layers anywhere: first, in between, at the end, all."""
+    rng = np.random.default_rng(seed)
+    energies = 10.0 ** rng.uniform(3, 5, n)
+    layers = rng.gamma(2.0, 1.0, (n, MESH[0])) * energies[:, None] * 1e-3
+    layers[rng.random((n, MESH[0])) < 0.3] = 0.0
+    layers[:5, 2:] = 0.0  # ends early
+    layers[5:8] = 0.0
+    layers[5:8, 3] = energies[5:8] * 0.01  # one layer only
+    return layers, energies
+
+
+def test_occupancy_code_round_trips_with_empty_layers() -> None:
+    layers, energies = _sparse_layers()
+    transform = LayerTransform.fit(layers, energies)
+    assert transform.occupancy and transform.width == 2 * MESH[0]
+    code = transform.encode(layers, energies, seed=3)
+    assert code.shape == (len(layers), 2 * MESH[0])
+    np.testing.assert_array_equal(code[:, MESH[0] :] > 0, layers > 0)  # the occupancy bits
+    defined = LayerTransform.defined(layers)
+    assert abs(float(code[:, : MESH[0]][defined].mean())) < 0.1  # standardised where defined
+    decoded = transform.decode(code, energies)
+    np.testing.assert_array_equal(decoded > 0, layers > 0)  # empty layers come out exactly 0
+    np.testing.assert_allclose(decoded, layers, rtol=2e-4, atol=1e-6)
+    # the filler is noise the decoder ignores
+    np.testing.assert_allclose(transform.decode(transform.encode(layers, energies, seed=4), energies), decoded)  # fmt: skip
+    assert LayerTransform.from_dict(transform.to_dict()) == transform
+    classic = LayerTransform.fit(layers, energies, occupancy=False)
+    assert classic.width == MESH[0]
+    np.testing.assert_array_equal(classic.encode(layers, energies), classic.forward(layers, energies))  # fmt: skip
+
+
+def test_occupancy_code_decodes_any_output_to_the_total() -> None:
+    """Whatever the network outputs, the layers are >= 0, sum to the decoded total, and a
+    shower with no occupancy bit set still holds its energy (in the layer of the largest)."""
+    layers, energies = _sparse_layers()
+    transform = LayerTransform.fit(layers, energies)
+    wild = np.random.default_rng(1).normal(0, 5, (len(layers), 2 * MESH[0]))
+    wild[:10, MESH[0] :] = -np.abs(wild[:10, MESH[0] :]) - 0.1  # no layer occupied
+    decoded = transform.decode(wild, energies)
+    assert (decoded >= 0).all()
+    x0 = wild[:, 0] * transform.code_std[0] + transform.code_mean[0]
+    total = (1 / (1 + np.exp(-x0)) - transform.alpha) / (1 - 2 * transform.alpha)
+    np.testing.assert_allclose(decoded.sum(axis=1), np.clip(total, 0, 1) * transform.scale * energies, rtol=1e-9)  # fmt: skip
+    some = np.flatnonzero(total[:10] > 0)  # (a shower whose total came out 0 holds nothing)
+    assert len(some) > 5
+    assert ((decoded[some] > 0).sum(axis=1) == 1).all()
+    best = wild[some, MESH[0] :].argmax(axis=1)
+    assert (decoded[some, best] > 0).all()
+
+
 def test_fraction_transform_round_trips_and_keeps_layer_energies() -> None:
     showers, _ = _showers()
     layers = layer_energies(showers, MESH)

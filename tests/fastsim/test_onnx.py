@@ -91,7 +91,7 @@ def test_export_onnx_matches_pytorch_with_a_dynamic_batch(
     assert json.loads(meta["detectors"]) == ["par04-siw", "(spare)"]
     assert json.loads(meta["mesh_z_phi_r"]) == list(MESH.shape)
     graph = ShowerGraph(load_model(model_dir), SamplerSettings("cd", 2)).eval()
-    energy_noise = MESH.shape[0] if family == "factorized" else 0
+    energy_noise = 2 * MESH.shape[0] if family == "factorized" else 0  # the occupancy code
     assert int(meta["noise_size"]) == graph.noise_size == energy_noise + 2 * MESH.n_voxels
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["energy_gev", "theta", "phi", "detector", "noise"]  # fmt: skip

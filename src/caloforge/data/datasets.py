@@ -340,16 +340,21 @@ def load_factorized_set(
     )
 
     def networks(
-        parts: list[tuple[ShowerData, np.ndarray, int]], showers: np.ndarray, energies: np.ndarray
+        parts: list[tuple[ShowerData, np.ndarray, int]],
+        showers: np.ndarray,
+        energies: np.ndarray,
+        seed: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cond = torch.from_numpy(read.conditions_of(parts))
-        x_e = torch.from_numpy(layer_transform.forward(layer_energies(showers, shape), energies))
+        layers = layer_energies(showers, shape)
+        x_e = torch.from_numpy(layer_transform.encode(layers, energies, seed))
         x_s = torch.from_numpy(fraction_transform.forward(showers)).reshape(-1, 1, *shape)
-        return x_e, cond, x_s, torch.cat([cond, x_e], dim=1)
+        layer_cond = torch.from_numpy(layer_transform.forward(layers, energies))
+        return x_e, cond, x_s, torch.cat([cond, layer_cond], dim=1)
 
-    x_e, c_e, x_s, c_s = networks(read.train, showers, energies)
+    x_e, c_e, x_s, c_s = networks(read.train, showers, energies, seed)
     del showers
-    v_e, vc_e, v_s, vc_s = networks(read.val, *thresholded(read.val))
+    v_e, vc_e, v_s, vc_s = networks(read.val, *thresholded(read.val), seed + 1)
     return FactorizedSet(
         energy=NetworkData(x_e, c_e, v_e, vc_e, float(x_e.std())),
         shape=NetworkData(x_s, c_s, v_s, vc_s, float(x_s.std())),

@@ -11,6 +11,16 @@ Layer energies (Z layers, ``E_i`` in MeV, ``E_inc`` the incident energy)::
     u_{i+1} = E_i / sum_{j >= i} E_j,  i < Z - 1       # CaloFlow's fractions of what is left
     x       = (logit(alpha + (1 - 2 alpha) u) - mean) / std     # per dimension
 
+The energy model does not learn these Z logits directly: an empty layer (``u = 0``, the
+logit ``logit(alpha)``, e.g. half the showers' first layer in par04-siw) and the last layer
+that holds energy (``u = 1``) are point masses beside a continuum, and a diffusion model smears
+them into the gap (layer energies of a few keV where Geant4 has 0 or a MIP's ~100 keV). Its
+code (:meth:`LayerTransform.encode`, 2 Z values) splits each layer into an occupancy bit
+(+1 holds energy, -1 empty: the sign decides, far from both) and the logit of its ``u``,
+standardised over the showers where it is defined; where it is not (empty layer, last
+occupied layer: it takes all that is left), the logit is a standard normal draw the decoder
+ignores. The total ``u_0`` is always defined, so decoded layer energies sum to it exactly.
+
 Within-layer fractions (``f_v = E_v / E_layer(v)``, 0 in an empty layer)::
 
     y = (logit(alpha + (1 - 2 alpha) f) - mean_v) / std_v       # per voxel
@@ -56,18 +66,44 @@ def layer_energies(showers: np.ndarray, mesh_shape: tuple[int, int, int]) -> np.
 
 @dataclass(frozen=True)
 class LayerTransform:
-    """Layer energies <-> the energy model's Z standardised logits (see the module doc).
+    """Layer energies <-> Z standardised logits (:meth:`forward`, the shape model's layer
+    conditions) and <-> the energy model's code (:meth:`encode`; see the module doc).
 
     Attributes:
         scale: ``u_0 = E_tot / (scale * E_inc)``: 1.5 times the largest training response.
         mean, std: per dimension (Z values each) of the logits.
         alpha: the logit's margin.
+        code_mean, code_std: per dimension (Z values each) of the logits where they are
+            defined, for the occupancy code; empty: the code is :meth:`forward` itself (models
+            trained before the code existed).
     """
 
     scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
     alpha: float = ALPHA
+    code_mean: tuple[float, ...] = ()
+    code_std: tuple[float, ...] = ()
+
+    @property
+    def occupancy(self) -> bool:
+        """Whether the energy model's code has occupancy bits (2 Z values, else Z)."""
+        return bool(self.code_mean)
+
+    @property
+    def width(self) -> int:
+        """Values per shower of the energy model's code."""
+        return len(self.mean) * (2 if self.occupancy else 1)
+
+    @staticmethod
+    def defined(layers: np.ndarray) -> np.ndarray:
+        """(N, Z) bool: where the logit of ``u`` carries information: ``u_0`` always, ``u_{i+1}``
+        where layer ``i`` holds energy and a later layer does too."""
+        occupied = layers > 0
+        later = np.flip(np.cumsum(np.flip(occupied, 1), 1), 1) > 1  # (N, Z): a later one holds
+        out = np.ones_like(occupied)
+        out[:, 1:] = (occupied & later)[:, :-1]
+        return out
 
     @staticmethod
     def fractions(layers: np.ndarray, energies: np.ndarray, scale: float) -> np.ndarray:
@@ -82,15 +118,26 @@ class LayerTransform:
         return np.clip(u, 0.0, 1.0)
 
     @classmethod
-    def fit(cls, layers: np.ndarray, energies: np.ndarray, alpha: float = ALPHA) -> LayerTransform:
-        """Fit on training layer energies (N, Z) and incident energies (N,)."""
+    def fit(
+        cls, layers: np.ndarray, energies: np.ndarray, alpha: float = ALPHA, occupancy: bool = True
+    ) -> LayerTransform:
+        """Fit on training layer energies (N, Z) and incident energies (N,); ``occupancy``:
+        the energy model's code has occupancy bits (see the module doc)."""
         response = layers.sum(axis=1) / energies
         if not np.isfinite(response).all() or response.max(initial=0.0) <= 0:
             raise SpecError("cannot fit the layer transform: the showers hold no energy")
         scale = 1.5 * float(response.max())
         x = _logit(cls.fractions(layers, energies, scale), alpha)  # (N, Z)
         std = np.maximum(x.std(axis=0), STD_FLOOR)
-        return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha)
+        code: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        if occupancy:
+            ok = cls.defined(layers)
+            n = np.maximum(ok.sum(axis=0), 1)
+            c_mean = np.where(ok, x, 0.0).sum(axis=0) / n
+            c_var = np.where(ok, (x - c_mean) ** 2, 0.0).sum(axis=0) / n
+            c_std = np.maximum(np.sqrt(c_var), STD_FLOOR)
+            code = (tuple(c_mean.tolist()), tuple(c_std.tolist()))
+        return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha, *code)
 
     def forward(self, layers: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Layer energies (N, Z) in MeV -> standardised logits (N, Z), float32."""
@@ -109,12 +156,53 @@ class LayerTransform:
         out[:, -1] = left
         return np.clip(out, 0.0, None)
 
+    def encode(self, layers: np.ndarray, energies: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Layer energies (N, Z) in MeV -> the energy model's code (N, width), float32: the
+        standardised logits where defined (else standard normal draws of ``seed``), then the
+        occupancy bits (see the module doc). Without occupancy bits: :meth:`forward`."""
+        if not self.occupancy:
+            return self.forward(layers, energies)
+        x = _logit(self.fractions(layers, energies, self.scale), self.alpha)
+        x = (x - np.asarray(self.code_mean)) / np.asarray(self.code_std)
+        filler = np.random.default_rng(seed).standard_normal(x.shape)
+        x = np.where(self.defined(layers), x, filler)
+        bits = np.where(layers > 0, 1.0, -1.0)
+        return np.concatenate([x, bits], axis=1).astype(np.float32)
+
+    def decode(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """The energy model's code (N, width) -> layer energies (N, Z) in MeV, summing to the
+        total ``u_0`` exactly: an occupied layer takes ``u`` of what is left, the last occupied
+        one all of it (a shower with no bit set: the layer of the largest bit)."""
+        if not self.occupancy:
+            return self.inverse(values, energies)
+        z = len(self.mean)
+        values = np.asarray(values, dtype=np.float64)
+        x = values[:, :z] * np.asarray(self.code_std) + np.asarray(self.code_mean)
+        u = _expit(x, self.alpha)  # (N, Z)
+        occupied = values[:, z:] > 0  # (N, Z)
+        rows = np.arange(len(values))
+        occupied[rows, values[:, z:].argmax(axis=1)] |= ~occupied.any(axis=1)
+        last = z - 1 - np.flip(occupied, 1).argmax(axis=1)  # (N,): the last occupied layer
+        left = u[:, 0] * self.scale * energies  # (N,): the total
+        out = np.zeros_like(u)
+        for i in range(z):
+            share = np.ones(len(u)) if i == z - 1 else np.where(last == i, 1.0, u[:, i + 1])
+            out[:, i] = np.where(occupied[:, i], share * left, 0.0)
+            left = left - out[:, i]
+        return np.clip(out, 0.0, None)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip
+        out = {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip
+        if self.occupancy:
+            out.update(code_mean=list(self.code_mean), code_std=list(self.code_std))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerTransform:
-        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]))  # fmt: skip
+        code = (tuple(data.get("code_mean", ())), tuple(data.get("code_std", ())))
+        if len(code[0]) not in (0, len(data["mean"])) or len(code[0]) != len(code[1]):
+            raise SpecError("the layer transform's code_mean and code_std do not match its layers")
+        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code)  # fmt: skip
 
 
 @dataclass(frozen=True)

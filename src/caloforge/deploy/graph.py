@@ -78,6 +78,8 @@ class ShowerGraph(nn.Module):
 
     l_mean: Tensor  # buffers of the factorised family's transforms
     l_std: Tensor
+    c_mean: Tensor  # the energy model's code (empty: no occupancy bits)
+    c_std: Tensor
     f_mean: Tensor
     f_std: Tensor
 
@@ -122,6 +124,8 @@ class ShowerGraph(nn.Module):
             self.layers_t, self.fractions_t = pre.layers, pre.fractions
             self.register_buffer("l_mean", _tensor(pre.layers.mean))
             self.register_buffer("l_std", _tensor(pre.layers.std))
+            self.register_buffer("c_mean", _tensor(pre.layers.code_mean))
+            self.register_buffer("c_std", _tensor(pre.layers.code_std))
             self.register_buffer("f_mean", _tensor(pre.fractions.mean))
             self.register_buffer("f_std", _tensor(pre.fractions.std))
 
@@ -132,7 +136,11 @@ class ShowerGraph(nn.Module):
         z, a, r = self.mesh
         out = {}
         for part, plan in self.plans.items():
-            values = z if (self.family == FACTORIZED and part == "energy") else z * a * r
+            values = (
+                self.layers_t.width
+                if (self.family == FACTORIZED and part == "energy")
+                else z * a * r
+            )
             out[part] = values * plan.noise_draws
         return out
 
@@ -193,15 +201,31 @@ class ShowerGraph(nn.Module):
 
     # ------------------------------------------------------------------------------------
     def _layers(self, x: Tensor, energies: Tensor) -> Tensor:
-        """:meth:`LayerTransform.inverse`: standardised logits (B, Z) -> layer energies."""
-        u = _expit(x * self.l_std + self.l_mean, self.layers_t.alpha)
+        """:meth:`LayerTransform.decode`: the energy model's code (B, Z or 2 Z) -> layer
+        energies (B, Z)."""
+        z = self.mesh[0]
+        if not self.layers_t.occupancy:
+            u = _expit(x * self.l_std + self.l_mean, self.layers_t.alpha)
+            left = u[:, 0] * self.layers_t.scale * energies
+            out = []
+            for i in range(z - 1):
+                e_i = u[:, i + 1] * left
+                out.append(e_i)
+                left = left - e_i
+            out.append(left)
+            return torch.stack(out, 1).clamp(min=0.0)
+        u = _expit(x[:, :z] * self.c_std + self.c_mean, self.layers_t.alpha)
+        bits = x[:, z:]
+        occupied = (bits > 0) | (_one_hot_max(bits[:, None])[:, 0] & ~(bits > 0).any(1, keepdim=True))  # fmt: skip
+        index = torch.arange(z, device=x.device)
+        last = torch.where(occupied, index, torch.full_like(index, -1)).amax(1)  # (B,)
         left = u[:, 0] * self.layers_t.scale * energies
         out = []
-        for i in range(u.shape[1] - 1):
-            e_i = u[:, i + 1] * left
+        for i in range(z):
+            share = torch.ones_like(left) if i == z - 1 else torch.where(last == i, 1.0, u[:, i + 1])  # fmt: skip
+            e_i = torch.where(occupied[:, i], share * left, torch.zeros_like(left))
             out.append(e_i)
             left = left - e_i
-        out.append(left)
         return torch.stack(out, 1).clamp(min=0.0)
 
     def _layer_logits(self, layers: Tensor, energies: Tensor) -> Tensor:
@@ -215,7 +239,8 @@ class ShowerGraph(nn.Module):
     def _factorized(self, parts: dict[str, Tensor], cond: Tensor, energies: Tensor) -> Tensor:
         z, a, r = self.mesh
         b = cond.shape[0]
-        layers = self._layers(self._sample("energy", parts["energy"], cond, (z,)), energies)
+        code = (self.layers_t.width,)
+        layers = self._layers(self._sample("energy", parts["energy"], cond, code), energies)
         shape_cond = torch.cat([cond, self._layer_logits(layers, energies)], 1)
         x = self._sample("shape", parts["shape"], shape_cond, (1, *self.mesh)).reshape(b, -1)
         logits = x * self.f_std + self.f_mean

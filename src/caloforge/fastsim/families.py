@@ -83,8 +83,9 @@ def voxel_part(family: str) -> str:
 def network_shape(family: str, part: str, preprocessing: Preprocessing) -> dict[str, Any]:
     """What a part's backbone must fit: its input shape and condition width."""
     n_cond, mesh = preprocessing.conditions.n_cond, tuple(preprocessing.mesh_shape)
-    if family == FACTORIZED and part == "energy":
-        return {"dim": mesh[0], "n_cond": n_cond}
+    if family == FACTORIZED and part == "energy":  # the layer transform's code
+        width = preprocessing.layers.width if preprocessing.layers is not None else mesh[0]
+        return {"dim": width, "n_cond": n_cond}
     if family == FACTORIZED:  # the shape model also sees the Z layer logits
         return {"mesh_shape": mesh, "n_cond": n_cond + mesh[0]}
     return {"mesh_shape": mesh, "n_cond": n_cond}

@@ -298,8 +298,8 @@ class FastSimModel:
         assert transform is not None  # a factorized model's preprocessing has it
 
         def batch(sl: slice, noise: ShowerNoise) -> np.ndarray:
-            x_e = sample("energy", (self.preprocessing.mesh_shape[0],), cond[sl], noise)
-            return transform.inverse(x_e.numpy(), energies[sl])
+            x_e = sample("energy", (transform.width,), cond[sl], noise)
+            return transform.decode(x_e.numpy(), energies[sl])
 
         z = self.preprocessing.mesh_shape[0]
         return self._in_batches(batch, len(energies), z, seeds, size, None)
@@ -421,8 +421,8 @@ class FastSimModel:
             raise DataError(f"a {FACTORIZED} model needs the layer and fraction transforms")
         mesh = self.preprocessing.mesh_shape
         if layers is None:
-            x_e = sample("energy", (mesh[0],), cond, noise)  # (b, Z)
-            layers = layers_t.inverse(x_e.numpy(), energies)  # (b, Z) MeV
+            x_e = sample("energy", (layers_t.width,), cond, noise)  # (b, Z or 2 Z)
+            layers = layers_t.decode(x_e.numpy(), energies)  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
         layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
         x_s = sample("shape", (1, *mesh), torch.cat([cond, layer_cond], 1), noise)
