@@ -266,6 +266,9 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     energy: EnergyModelConfig = EnergyModelConfig()
+    # factorized: an occupancy bit beside each layer's and each voxel's value in the energy
+    # and shape models' codes (caloforge.data.factorized), instead of point masses at 0
+    occupancy: bool = True
 
 
 DISTILL_TRAINING = TrainConfig(

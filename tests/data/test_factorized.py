@@ -111,6 +111,35 @@ def test_fraction_transform_round_trips_and_keeps_layer_energies() -> None:
     assert FractionTransform.from_dict(transform.to_dict()) == transform
 
 
+def test_fraction_code_round_trips_with_an_occupancy_channel() -> None:
+    showers, _ = _showers()
+    layers = layer_energies(showers, MESH)
+    v = int(np.prod(MESH))
+    transform = FractionTransform.fit(showers, MESH)
+    assert transform.occupancy and transform.channels == 2
+    code = transform.encode(showers)
+    assert code.shape == (len(showers), 2 * v) and code.dtype == np.float32
+    np.testing.assert_array_equal(code[:, v:] > 0, showers > 0)  # the occupancy bits
+    held = code[:, :v][showers > 0]
+    assert abs(float(held.mean())) < 0.1 and abs(float(held.std()) - 1) < 0.2
+    assert (code[:, :v][showers == 0] == 0).all()
+    back = transform.decode(code, layers)
+    np.testing.assert_array_equal(back > 0, showers > 0)  # empty voxels come out exactly 0
+    np.testing.assert_allclose(back, showers, rtol=1e-4, atol=1e-5)
+    # whatever the network says, each layer holds exactly the energy asked for, even with no
+    # bit set (then in its voxel of largest bit)
+    wild = np.random.default_rng(2).normal(0, 30, code.shape)
+    wild[:4, v:] = -np.abs(wild[:4, v:]) - 1
+    out = transform.decode(wild, layers)
+    np.testing.assert_allclose(layer_energies(out, MESH), layers, rtol=1e-9)
+    by_layer = out[:4].reshape(4, MESH[0], -1)
+    assert ((by_layer > 0).sum(axis=2) == (layers[:4] > 0)).all()  # one voxel per layer
+    assert FractionTransform.from_dict(transform.to_dict()) == transform
+    classic = FractionTransform.fit(showers, MESH, occupancy=False)
+    assert classic.channels == 1
+    np.testing.assert_array_equal(classic.encode(showers), classic.forward(showers))
+
+
 def test_threshold_keeps_layer_energy() -> None:
     showers, _ = _showers()
     threshold = 0.5

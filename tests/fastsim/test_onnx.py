@@ -91,8 +91,9 @@ def test_export_onnx_matches_pytorch_with_a_dynamic_batch(
     assert json.loads(meta["detectors"]) == ["par04-siw", "(spare)"]
     assert json.loads(meta["mesh_z_phi_r"]) == list(MESH.shape)
     graph = ShowerGraph(load_model(model_dir), SamplerSettings("cd", 2)).eval()
-    energy_noise = 2 * MESH.shape[0] if family == "factorized" else 0  # the occupancy code
-    assert int(meta["noise_size"]) == graph.noise_size == energy_noise + 2 * MESH.n_voxels
+    energy_noise = 2 * MESH.shape[0] if family == "factorized" else 0  # the occupancy codes
+    voxel_noise = 2 * (2 if family == "factorized" else 1) * MESH.n_voxels  # 2 steps
+    assert int(meta["noise_size"]) == graph.noise_size == energy_noise + voxel_noise
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["energy_gev", "theta", "phi", "detector", "noise"]  # fmt: skip
     for n in (1, 5, 33):  # any batch

@@ -12,7 +12,7 @@ ODD = CaloDiTConfig(mesh_shape=(10, 8, 5), patch_size=(3, 4, 2), **SMALL)
 
 def inputs(config: CaloDiTConfig, b: int = 3, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, 1, *config.mesh_shape, generator=g)
+    x = torch.randn(b, config.channels, *config.mesh_shape, generator=g)
     return x, torch.randn(b, generator=g), torch.randn(b, config.n_cond, generator=g)
 
 
@@ -31,6 +31,7 @@ def perturb_zero_init(model: torch.nn.Module, std: float = 0.2, seed: int = 1) -
         (CaloDiTConfig(**SMALL), (23, 8, 5)),  # default 45 x 16 x 9 mesh, 2x2x2 patches
         (CaloDiTConfig(patch_size=(3, 4, 3), **SMALL), (15, 4, 3)),
         (ODD, (4, 2, 3)),  # z and r padded: 10 -> 12, 5 -> 6
+        (CaloDiTConfig(patch_size=(3, 16, 1), channels=2, **SMALL), (15, 1, 9)),  # + bits
     ],
 )
 def test_output_shape(config, grid):
@@ -105,6 +106,18 @@ def test_token_voxel_map_is_a_bijection():
     voxels = model.unpatchify(slots).flatten()
     assert voxels.numel() == 10 * 8 * 5
     assert torch.unique(voxels).numel() == voxels.numel()  # each voxel from its own slot
+
+
+def test_token_voxel_map_is_a_bijection_with_two_channels():
+    config = CaloDiTConfig(mesh_shape=(10, 8, 5), patch_size=(3, 4, 2), channels=2, **SMALL)
+    model = CaloDiT(config)
+    slots = torch.arange(config.n_tokens * 3 * 4 * 2 * 2, dtype=torch.float32)
+    voxels = model.unpatchify(slots.reshape(1, config.n_tokens, -1))
+    assert voxels.shape == (1, 2, 10, 8, 5)
+    assert torch.unique(voxels).numel() == voxels.numel()
+    # a voxel's two channels come from the same token
+    token = torch.div(voxels, 3 * 4 * 2 * 2, rounding_mode="floor")
+    assert torch.equal(token[:, 0], token[:, 1])
 
 
 def test_phi_rotation_by_one_patch_rolls_the_tokens():

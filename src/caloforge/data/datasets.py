@@ -310,12 +310,14 @@ def load_factorized_set(
     seed: int = 0,
     limit: int | None = None,
     preprocessing: Preprocessing | None = None,
+    occupancy: bool = True,
 ) -> FactorizedSet:
     """Read caloforge shower files into the training sets of the energy and shape models.
 
     Voxels below the energy scale's read-out threshold are zeroed first, so that the layer
-    energies learnt are those an evaluation sees. Arguments and errors as
-    :func:`load_training_set`.
+    energies learnt are those an evaluation sees. ``occupancy``: the transforms fitted (no
+    ``preprocessing`` given) code occupancy bits (:mod:`caloforge.data.factorized`). Other
+    arguments and errors as :func:`load_training_set`.
     """
     given = preprocessing
     read = _read_files(paths, val_fraction, seed, limit, given.conditions if given else None)
@@ -333,8 +335,9 @@ def load_factorized_set(
     if given is not None and given.layers is not None and given.fractions is not None:
         layer_transform, fraction_transform = given.layers, given.fractions
     else:
-        layer_transform = LayerTransform.fit(layer_energies(showers, shape), energies)
-        fraction_transform = FractionTransform.fit(showers, shape)
+        layers = layer_energies(showers, shape)
+        layer_transform = LayerTransform.fit(layers, energies, occupancy=occupancy)
+        fraction_transform = FractionTransform.fit(showers, shape, occupancy=occupancy)
     preprocessing = Preprocessing(
         None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform
     )
@@ -348,7 +351,8 @@ def load_factorized_set(
         cond = torch.from_numpy(read.conditions_of(parts))
         layers = layer_energies(showers, shape)
         x_e = torch.from_numpy(layer_transform.encode(layers, energies, seed))
-        x_s = torch.from_numpy(fraction_transform.forward(showers)).reshape(-1, 1, *shape)
+        channels = fraction_transform.channels
+        x_s = torch.from_numpy(fraction_transform.encode(showers)).reshape(-1, channels, *shape)
         layer_cond = torch.from_numpy(layer_transform.forward(layers, energies))
         return x_e, cond, x_s, torch.cat([cond, layer_cond], dim=1)
 

@@ -25,6 +25,12 @@ Within-layer fractions (``f_v = E_v / E_layer(v)``, 0 in an empty layer)::
 
     y = (logit(alpha + (1 - 2 alpha) f) - mean_v) / std_v       # per voxel
 
+Most voxels are empty (``f = 0``: beyond the third radial bin, fewer than 1 in 10 holds a
+hit), the same point mass beside a continuum: a diffusion model smears it into many tiny hits
+and too little energy in the outer bins. The shape model's code (:meth:`FractionTransform.encode`)
+has two channels per voxel, as the energy model's: the standardised logit of ``f`` where the
+voxel holds energy (0 elsewhere, ignored), and its occupancy bit.
+
 Both transforms are bounded: a fraction never leaves [0, 1], so a denoising error cannot become
 a voxel holding more than its layer (an unbounded ``log(E)`` turns small errors into large
 energies). Showers are thresholded before the fit, so the layer energies the energy model
@@ -219,6 +225,18 @@ class FractionTransform:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     alpha: float = ALPHA
+    code_mean: tuple[float, ...] = ()
+    code_std: tuple[float, ...] = ()
+
+    @property
+    def occupancy(self) -> bool:
+        """Whether the shape model's code has an occupancy channel (2 channels, else 1)."""
+        return bool(self.code_mean)
+
+    @property
+    def channels(self) -> int:
+        """Channels per voxel of the shape model's code."""
+        return 2 if self.occupancy else 1
 
     def fractions(self, showers: np.ndarray) -> np.ndarray:
         """(N, V) voxel energies -> (N, V) fractions of their layer (0 in an empty layer)."""
@@ -231,20 +249,37 @@ class FractionTransform:
 
     @classmethod
     def fit(
-        cls, showers: np.ndarray, mesh_shape: tuple[int, int, int], alpha: float = ALPHA
+        cls,
+        showers: np.ndarray,
+        mesh_shape: tuple[int, int, int],
+        alpha: float = ALPHA,
+        occupancy: bool = True,
     ) -> FractionTransform:
-        """Fit the per-voxel mean and std on training showers (N, V)."""
+        """Fit the per-voxel mean and std on training showers (N, V), and with ``occupancy``
+        those over the showers where the voxel holds energy (see the module doc)."""
         empty = cls(tuple(mesh_shape), (), (), alpha)  # type: ignore[arg-type]
-        total = np.zeros(showers.shape[1])
-        total_sq = np.zeros(showers.shape[1])
+        v = showers.shape[1]
+        total, total_sq = np.zeros(v), np.zeros(v)
+        held, held_sq, count = np.zeros(v), np.zeros(v), np.zeros(v)
         for start in range(0, len(showers), 1000):  # chunks: no float64 copy of the set
-            x = _logit(empty.fractions(showers[start : start + 1000]), alpha)
+            f = empty.fractions(showers[start : start + 1000])
+            x = _logit(f, alpha)
             total += x.sum(axis=0)
             total_sq += np.square(x).sum(axis=0)
+            x = np.where(f > 0, x, 0.0)
+            held += x.sum(axis=0)
+            held_sq += np.square(x).sum(axis=0)
+            count += (f > 0).sum(axis=0)
         n = max(len(showers), 1)
         mean = total / n
         std = np.maximum(np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)), STD_FLOOR)
-        return cls(tuple(mesh_shape), tuple(mean.tolist()), tuple(std.tolist()), alpha)  # type: ignore[arg-type]
+        code: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        if occupancy:
+            c_mean = held / np.maximum(count, 1)
+            c_var = held_sq / np.maximum(count, 1) - c_mean**2
+            c_std = np.where(count > 1, np.maximum(np.sqrt(np.maximum(c_var, 0.0)), STD_FLOOR), 1.0)  # fmt: skip
+            code = (tuple(c_mean.tolist()), tuple(c_std.tolist()))
+        return cls(tuple(mesh_shape), tuple(mean.tolist()), tuple(std.tolist()), alpha, *code)  # type: ignore[arg-type]
 
     def forward(self, showers: np.ndarray) -> np.ndarray:
         """Voxel energies (N, V) -> standardised logits (N, V), float32."""
@@ -272,20 +307,66 @@ class FractionTransform:
             f = np.where(sums > 0, f / sums, 0.0)
         return (f * layers[..., None]).reshape(n, -1)
 
+    def encode(self, showers: np.ndarray) -> np.ndarray:
+        """Voxel energies (N, V) -> the shape model's code (N, channels * V), float32: the
+        standardised logits where a voxel holds energy (else 0), then the occupancy bits.
+        Without an occupancy channel: :meth:`forward`."""
+        if not self.occupancy:
+            return self.forward(showers)
+        v = showers.shape[1]
+        out = np.empty((len(showers), 2 * v), np.float32)
+        mean, std = np.asarray(self.code_mean), np.asarray(self.code_std)
+        for start in range(0, len(showers), 1000):  # chunks: no float64 copy of the set
+            f = self.fractions(showers[start : start + 1000])
+            held = f > 0
+            x = (_logit(f, self.alpha) - mean) / std
+            out[start : start + 1000, :v] = np.where(held, x, 0.0)
+            out[start : start + 1000, v:] = np.where(held, 1.0, -1.0)
+        return out
+
+    def decode(self, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        """The shape model's code (N, channels * V) and layer energies (N, Z) -> voxel
+        energies (N, V) in MeV: the occupied voxels share their layer's energy by their
+        fractions, so the layer energies are exactly ``layers``; a layer with energy and no
+        occupied voxel puts it in its voxel of largest bit."""
+        if not self.occupancy:
+            return self.inverse(values, layers)
+        n, z = len(values), self.mesh_shape[0]
+        v = math.prod(self.mesh_shape)
+        values = np.asarray(values, dtype=np.float64)
+        x = values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)
+        bits = values[:, v:].reshape(n, z, -1)
+        f = np.where(bits > 0, _expit(x, self.alpha).reshape(n, z, -1), 0.0)  # (N, Z, A*R)
+        sums = f.sum(axis=2, keepdims=True)
+        dead = (sums[..., 0] <= 0) & (layers > 0)  # (N, Z)
+        if dead.any():
+            rows, cols = np.nonzero(dead)
+            f[rows, cols, bits[rows, cols].argmax(axis=1)] = 1.0
+            sums = f.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(sums > 0, f / sums, 0.0)
+        return (f * layers[..., None]).reshape(n, -1)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "mesh_shape": list(self.mesh_shape),
             "mean": list(self.mean),
             "std": list(self.std),
             "alpha": self.alpha,
         }
+        if self.occupancy:
+            out.update(code_mean=list(self.code_mean), code_std=list(self.code_std))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FractionTransform:
         shape = tuple(int(v) for v in data["mesh_shape"])
         if len(data["mean"]) != math.prod(shape) or len(data["std"]) != math.prod(shape):
             raise SpecError("the fraction transform's mean and std do not match its mesh")
-        return cls(shape, tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]))  # type: ignore[arg-type]
+        code = (tuple(data.get("code_mean", ())), tuple(data.get("code_std", ())))
+        if len(code[0]) not in (0, math.prod(shape)) or len(code[0]) != len(code[1]):
+            raise SpecError("the fraction transform's code_mean and code_std do not match its mesh")  # fmt: skip
+        return cls(shape, tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code)  # type: ignore[arg-type]
 
 
 def conserve_threshold(

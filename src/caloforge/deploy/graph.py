@@ -80,6 +80,8 @@ class ShowerGraph(nn.Module):
     l_std: Tensor
     c_mean: Tensor  # the energy model's code (empty: no occupancy bits)
     c_std: Tensor
+    fc_mean: Tensor  # the shape model's code (empty: no occupancy channel)
+    fc_std: Tensor
     f_mean: Tensor
     f_std: Tensor
 
@@ -128,6 +130,8 @@ class ShowerGraph(nn.Module):
             self.register_buffer("c_std", _tensor(pre.layers.code_std))
             self.register_buffer("f_mean", _tensor(pre.fractions.mean))
             self.register_buffer("f_std", _tensor(pre.fractions.std))
+            self.register_buffer("fc_mean", _tensor(pre.fractions.code_mean))
+            self.register_buffer("fc_std", _tensor(pre.fractions.code_std))
 
     # ------------------------------------------------------------------------------------
     @property
@@ -136,11 +140,10 @@ class ShowerGraph(nn.Module):
         z, a, r = self.mesh
         out = {}
         for part, plan in self.plans.items():
-            values = (
-                self.layers_t.width
-                if (self.family == FACTORIZED and part == "energy")
-                else z * a * r
-            )
+            if self.family == FACTORIZED:
+                values = self.layers_t.width if part == "energy" else z * a * r * self.fractions_t.channels  # fmt: skip
+            else:
+                values = z * a * r
             out[part] = values * plan.noise_draws
         return out
 
@@ -242,10 +245,18 @@ class ShowerGraph(nn.Module):
         code = (self.layers_t.width,)
         layers = self._layers(self._sample("energy", parts["energy"], cond, code), energies)
         shape_cond = torch.cat([cond, self._layer_logits(layers, energies)], 1)
-        x = self._sample("shape", parts["shape"], shape_cond, (1, *self.mesh)).reshape(b, -1)
-        logits = x * self.f_std + self.f_mean
-        f = _expit(logits, self.fractions_t.alpha).reshape(b, z, a * r)
-        best = _one_hot_max(logits.reshape(b, z, a * r))
+        channels = self.fractions_t.channels
+        x = self._sample("shape", parts["shape"], shape_cond, (channels, *self.mesh)).reshape(b, -1)  # fmt: skip
+        if channels == 1:
+            logits = x * self.f_std + self.f_mean
+            f = _expit(logits, self.fractions_t.alpha).reshape(b, z, a * r)
+            best = _one_hot_max(logits.reshape(b, z, a * r))
+        else:  # :meth:`FractionTransform.decode`: the occupied voxels' fractions
+            v = z * a * r
+            logits = x[:, :v] * self.fc_std + self.fc_mean
+            bits = x[:, v:].reshape(b, z, a * r)
+            f = torch.where(bits > 0, _expit(logits, self.fractions_t.alpha).reshape(b, z, a * r), 0.0)  # fmt: skip
+            best = _one_hot_max(bits)
         dead = (f.sum(2, keepdim=True) <= 0) & (layers[..., None] > 0)
         f = torch.where(dead & best, torch.ones_like(f), f)
         sums = f.sum(2, keepdim=True)

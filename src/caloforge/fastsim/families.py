@@ -87,7 +87,8 @@ def network_shape(family: str, part: str, preprocessing: Preprocessing) -> dict[
         width = preprocessing.layers.width if preprocessing.layers is not None else mesh[0]
         return {"dim": width, "n_cond": n_cond}
     if family == FACTORIZED:  # the shape model also sees the Z layer logits
-        return {"mesh_shape": mesh, "n_cond": n_cond + mesh[0]}
+        channels = preprocessing.fractions.channels if preprocessing.fractions is not None else 1
+        return {"mesh_shape": mesh, "n_cond": n_cond + mesh[0], "channels": channels}
     return {"mesh_shape": mesh, "n_cond": n_cond}
 
 

@@ -177,7 +177,11 @@ def _calodit(config: RunConfig, data: list[str | Path], limit: int | None) -> _P
 def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
     """An energy model of the layer energies, and a shape model of the layer fractions."""
     fs = load_factorized_set(
-        data, val_fraction=config.train.val_fraction, seed=config.train.seed, limit=limit
+        data,
+        val_fraction=config.train.val_fraction,
+        seed=config.train.seed,
+        limit=limit,
+        occupancy=config.occupancy,
     )
     energy = NetworkRecord(
         config.energy.preset, dict(config.energy.model), fs.energy.sigma_data, "energy.safetensors"

@@ -425,8 +425,9 @@ class FastSimModel:
             layers = layers_t.decode(x_e.numpy(), energies)  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
         layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
-        x_s = sample("shape", (1, *mesh), torch.cat([cond, layer_cond], 1), noise)
-        showers = fractions_t.inverse(x_s.reshape(len(energies), -1).numpy(), layers)
+        code = (fractions_t.channels, *mesh)
+        x_s = sample("shape", code, torch.cat([cond, layer_cond], 1), noise)
+        showers = fractions_t.decode(x_s.reshape(len(energies), -1).numpy(), layers)
         return conserve_threshold(showers, mesh, threshold)
 
 

@@ -25,8 +25,6 @@ from caloforge.models.layers import (
     cylinder_embedding,
 )
 
-CHANNELS = 1  # one energy channel per voxel, in and out
-
 
 @dataclass(frozen=True)
 class CaloDiTConfig:
@@ -43,6 +41,8 @@ class CaloDiTConfig:
     # the final layer's shift and scale depend on the token's position as well as on the
     # conditioning (CaloDiT-2): a token whose voxels span one radial bin knows which one
     final_position: bool = False
+    # values per voxel, in and out: 1 (its energy or fraction), 2 (and its occupancy bit)
+    channels: int = 1
 
     def __post_init__(self) -> None:
         # YAML gives lists: store tuples so that configs compare and hash.
@@ -64,8 +64,8 @@ class CaloDiTConfig:
                 f"embed_dim must be even, >= 6 and a multiple of num_heads={self.num_heads}, "
                 f"got {self.embed_dim}"
             )
-        if self.depth < 1 or self.num_heads < 1 or self.n_cond < 1:
-            raise SpecError("depth, num_heads and n_cond must be >= 1")
+        if self.depth < 1 or self.num_heads < 1 or self.n_cond < 1 or self.channels < 1:
+            raise SpecError("depth, num_heads, n_cond and channels must be >= 1")
         if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
             raise SpecError("mlp_ratio must be > 0 and dropout in [0, 1)")
 
@@ -109,7 +109,7 @@ class CaloDiT(nn.Module):
         pz, pa, pr = config.patch_size
         # A Conv3d with kernel = stride = patch is one linear map per patch.
         self.x_embedder = nn.Conv3d(
-            CHANNELS, d, kernel_size=config.patch_size, stride=config.patch_size
+            config.channels, d, kernel_size=config.patch_size, stride=config.patch_size
         )
         self.noise_embedder = NoiseEmbedder(d)
         self.cond_embedder = CondEmbedder(config.n_cond, d)
@@ -120,7 +120,7 @@ class CaloDiT(nn.Module):
             DiTBlock(d, config.num_heads, config.mlp_ratio, config.dropout)
             for _ in range(config.depth)
         )
-        self.final_layer = FinalLayer(d, pz * pa * pr * CHANNELS)
+        self.final_layer = FinalLayer(d, pz * pa * pr * config.channels)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -173,13 +173,13 @@ class CaloDiT(nn.Module):
         patches; A is periodic and divided exactly, so it is never padded.
 
         Args:
-            x: (B, 1, Z, A, R).
+            x: (B, C, Z, A, R).
 
         Returns:
             (B, N, D), tokens in (z, phi, r) order with r fastest.
         """
         (z, _, r), (z_pad, _, r_pad) = self.config.mesh_shape, self.config.padded_shape
-        x = F.pad(x, (0, r_pad - r, 0, 0, 0, z_pad - z))  # (B, 1, Zpad, A, Rpad)
+        x = F.pad(x, (0, r_pad - r, 0, 0, 0, z_pad - z))  # (B, C, Zpad, A, Rpad)
         x = self.x_embedder(x)  # (B, D, nz, na, nr)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
 
@@ -188,27 +188,28 @@ class CaloDiT(nn.Module):
         :meth:`patchify`.
 
         Args:
-            x: (B, N, pz * pa * pr), each token's voxels in (z, phi, r) order with r fastest.
+            x: (B, N, pz * pa * pr * C), each token's voxels in (z, phi, r) order with r
+                fastest, and each voxel's C channels.
 
         Returns:
-            (B, 1, Z, A, R).
+            (B, C, Z, A, R).
         """
         nz, na, nr = self.config.grid
         pz, pa, pr = self.config.patch_size
         z, _, r = self.config.mesh_shape
-        b = x.shape[0]
-        x = x.reshape(b, nz, na, nr, pz, pa, pr, CHANNELS)  # (B, nz, na, nr, pz, pa, pr, 1)
-        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, 1, nz, pz, na, pa, nr, pr)
-        x = x.reshape(b, CHANNELS, nz * pz, na * pa, nr * pr)  # (B, 1, Zpad, A, Rpad)
-        return x[:, :, :z, :, :r]  # (B, 1, Z, A, R)
+        b, c = x.shape[0], self.config.channels
+        x = x.reshape(b, nz, na, nr, pz, pa, pr, c)  # (B, nz, na, nr, pz, pa, pr, C)
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, nz, pz, na, pa, nr, pr)
+        x = x.reshape(b, c, nz * pz, na * pa, nr * pr)  # (B, C, Zpad, A, Rpad)
+        return x[:, :, :z, :, :r]  # (B, C, Z, A, R)
 
     def _check_inputs(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor
     ) -> torch.Tensor:
         """Raise ValueError on wrongly shaped inputs; return c_noise broadcast to (B,)."""
         b = x.shape[0]
-        if tuple(x.shape[1:]) != (CHANNELS, *self.config.mesh_shape):
-            msg = f"x must be (B, {CHANNELS}, {', '.join(map(str, self.config.mesh_shape))})"
+        if tuple(x.shape[1:]) != (self.config.channels, *self.config.mesh_shape):
+            msg = f"x must be (B, {self.config.channels}, {', '.join(map(str, self.config.mesh_shape))})"
             raise ValueError(f"{msg}, got {tuple(x.shape)}")
         if tuple(cond.shape) != (b, self.config.n_cond):
             raise ValueError(f"cond must be ({b}, {self.config.n_cond}), got {tuple(cond.shape)}")
@@ -220,12 +221,12 @@ class CaloDiT(nn.Module):
         """Denoiser backbone output for noisy showers.
 
         Args:
-            x: (B, 1, Z, A, R) float32, the (preconditioned) noisy showers.
+            x: (B, C, Z, A, R) float32, the (preconditioned) noisy showers.
             c_noise: (B,) or a scalar, the noise-level input (e.g. ``ln(sigma) / 4``).
             cond: (B, n_cond) float32, the encoded conditions.
 
         Returns:
-            (B, 1, Z, A, R).
+            (B, C, Z, A, R).
 
         Raises:
             ValueError: an input whose shape does not match the config.
@@ -239,4 +240,4 @@ class CaloDiT(nn.Module):
             x = self.final_layer(x, c[:, None, :] + self.pos_embed)  # (B, N, pz * pa * pr)
         else:
             x = self.final_layer(x, c)  # (B, N, pz * pa * pr)
-        return self.unpatchify(x)  # (B, 1, Z, A, R)
+        return self.unpatchify(x)  # (B, C, Z, A, R)
