@@ -6,7 +6,10 @@ Arms (``--arms``, comma-separated):
 - ``factorized-343``: energy model + shape model with today's 3x4x3 patches;
 - ``factorized-layers``: energy model + shape model with one radial bin per token
   (configs/factorized-cpu.yaml: calodit-layers, 3x16x1, position-aware final layer);
-- ``factorized-layers-nopos``: the same without the position-aware final layer.
+- ``factorized-layers-nopos``: the same without the position-aware final layer;
+- ``factorized-layers-occupancy``: factorized-layers with occupancy codes (an occupancy bit
+  beside each layer energy and each voxel fraction, ``caloforge.data.factorized``), the
+  default since this arm; the other factorised arms are run without them.
 
 Each arm gets the same compute: ``--minutes`` of this machine's time, its energy model's
 training included. The time of one training step of each arm's networks is measured first,
@@ -37,16 +40,25 @@ from pathlib import Path
 from fidelity import fidelity  # benchmarks/fidelity.py
 
 ROOT = Path(__file__).resolve().parents[1]
+CLASSIC = ["--set", "occupancy=false"]  # the codes before the occupancy bits
 ARMS = {
     "control": ["--config", "configs/calodit-cpu.yaml"],
-    "factorized-343": ["--config", "configs/factorized-cpu.yaml", "--preset", "calodit-cpu"],
-    "factorized-layers": ["--config", "configs/factorized-cpu.yaml"],
+    "factorized-343": [
+        "--config",
+        "configs/factorized-cpu.yaml",
+        "--preset",
+        "calodit-cpu",
+        *CLASSIC,
+    ],
+    "factorized-layers": ["--config", "configs/factorized-cpu.yaml", *CLASSIC],
     "factorized-layers-nopos": [
         "--config",
         "configs/factorized-cpu.yaml",
         "--set",
         "model.final_position=false",
+        *CLASSIC,
     ],
+    "factorized-layers-occupancy": ["--config", "configs/factorized-cpu.yaml"],
 }
 PROBE_STEPS = 100  # the least any network trains
 
@@ -91,10 +103,13 @@ def _step_seconds(arms: list[str], rounds: int = 3, steps: int = 5) -> dict[str,
             overrides.append(f"preset={args[args.index('--preset') + 1]}")
         config = load_config(RunConfig, ROOT / args[1], overrides)
         factorized = config.family == "factorized"
+        codes = 2 if factorized and config.occupancy else 1  # values per voxel and layer
         shape = {"mesh_shape": mesh, "n_cond": n_cond + (45 if factorized else 0)}
+        if factorized:
+            shape["channels"] = codes
         nets[name, "voxels"] = (build_model(config.preset, **shape, **config.model), config.train)
         if factorized:
-            energy = build_model(config.energy.preset, dim=45, n_cond=n_cond, **config.energy.model)
+            energy = build_model(config.energy.preset, dim=45 * codes, n_cond=n_cond, **config.energy.model)  # fmt: skip
             nets[name, "energy"] = (energy, config.energy.train)
     times: dict[tuple[str, str], list[float]] = {key: [] for key in nets}
     for _ in range(rounds):
@@ -102,7 +117,7 @@ def _step_seconds(arms: list[str], rounds: int = 3, steps: int = 5) -> dict[str,
             net = EDMPrecond(backbone, sigma_data=1.0)
             opt = make_optimizer(net, train)
             loss_fn = EDMLoss(sigma_data=1.0)
-            dims = (45,) if key[1] == "energy" else (1, *mesh)
+            dims = (int(backbone.config.dim),) if key[1] == "energy" else (int(backbone.config.channels), *mesh)  # type: ignore[union-attr,arg-type]  # fmt: skip
             x = torch.randn(train.batch_size, *dims)
             cond = torch.randn(train.batch_size, int(backbone.config.n_cond))  # type: ignore[union-attr,arg-type]
             start = time.perf_counter()
