@@ -4,7 +4,8 @@ A factorised model's layer and total energies are its energy model's, whatever t
 does, and the shape model learns from Geant4's layer energies: the energy model can be chosen
 (and retrained, ``caloforge train --part energy``) on its own. Each model here draws the layer
 energies of half A of the held-out set (``FastSimModel.generate_layers``), A's Geant4 showers
-are rescaled layer by layer to them, and the result is compared with half B by
+are rescaled layer by layer to them (a layer empty in A borrows the shape of that layer from
+A's shower of nearest incident energy that has it), and the result is compared with half B by
 ``caloforge.evaluate.compare`` (the defaults of ``caloforge evaluate``), beside Geant4 A vs B.
 Sampling the energy model costs seconds, so variants are cheap to compare.
 
@@ -92,7 +93,7 @@ def main() -> None:
             start = time.perf_counter()
             layers = model.generate_layers(a.energies, a.theta, a.phi, detector, seeds, steps=steps)  # type: ignore[arg-type]  # fmt: skip
             seconds = time.perf_counter() - start
-            hybrid = _like(a, rescale_layers(a.showers, mesh, layers))
+            hybrid = _like(a, rescale_layers(a.showers, mesh, layers, a.energies))
             result = compare(b, hybrid, config)
             n_steps = SamplerSettings(steps=steps).resolve(model)[1]
             lines.append(_row(folder, n_steps, result, acceptance(a, hybrid, result, mesh), seconds))  # fmt: skip

@@ -8,7 +8,8 @@ add their own Geant4-vs-Geant4 baseline), at the conditions of A:
 - ``G4 layers + model shapes`` (factorised models): A's own layer energies, shared out by the
   shape model, so only the shape model is judged.
 - ``model layers + G4 shapes``: A's showers with each layer rescaled to the model's layer
-  energy, so only the energy model is judged.
+  energy (a layer empty in A borrows the shape of that layer from A's shower of nearest
+  incident energy that has it), so only the energy model is judged.
 - ``Geant4 (A)``: A itself, the floor.
 
 Then the acceptance checks of issue 14, per energy decade: E_tot/E_inc mean (within 1 %) and
@@ -214,7 +215,8 @@ def fidelity(
     checks = acceptance(a, generated, result, mesh)
     found: dict[str, Comparison] = {}
     if diagnostics:
-        hybrid = _like(a, rescale_layers(a.showers, mesh, layer_energies(generated.showers, mesh)))
+        model_layers = layer_energies(generated.showers, mesh)
+        hybrid = _like(a, rescale_layers(a.showers, mesh, model_layers, a.energies))
         cases = {"Geant4 (A) vs Geant4 (B)": a, "model layers + G4 shapes": hybrid}
         if model.record.family == FACTORIZED:
             cases["G4 layers + model shapes"] = sample(layers=layer_energies(a.showers, mesh))[0]

@@ -167,3 +167,20 @@ def test_rescaled_layers_keep_shapes_and_take_the_new_energies() -> None:
     np.testing.assert_allclose(layer_energies(out, MESH), new, rtol=1e-5)
     f = FractionTransform.fit(showers, MESH)
     np.testing.assert_allclose(f.fractions(out), f.fractions(showers), atol=1e-6)
+
+
+def test_rescaled_layers_borrow_a_shape_for_a_layer_that_was_empty() -> None:
+    showers, energies = _showers()
+    showers[10:20, : 2 * 12] = 0.0  # the first two layers empty in ten showers
+    layers = layer_energies(showers, MESH)
+    new = np.random.default_rng(5).uniform(1.0, 100.0, layers.shape)  # energy in every layer
+    kept = rescale_layers(showers, MESH, new)  # without energies an empty layer stays empty
+    assert (layer_energies(kept, MESH)[10:20, :2] == 0).all()
+    out = rescale_layers(showers, MESH, new, energies)
+    np.testing.assert_allclose(layer_energies(out, MESH), new, rtol=1e-5)
+    # the borrowed shape is that of the shower of nearest incident energy with the layer
+    i = 10
+    others = np.flatnonzero(layers[:, 0] > 0)
+    donor = others[np.argmin(np.abs(energies[others] - energies[i]))]
+    f = FractionTransform.fit(showers, MESH, occupancy=False)
+    np.testing.assert_allclose(f.fractions(out)[i, :12], f.fractions(showers)[donor, :12], atol=1e-6)  # fmt: skip

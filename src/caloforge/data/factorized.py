@@ -404,13 +404,32 @@ def conserve_threshold(
 
 
 def rescale_layers(
-    showers: np.ndarray, mesh_shape: tuple[int, int, int], layers: np.ndarray
+    showers: np.ndarray,
+    mesh_shape: tuple[int, int, int],
+    layers: np.ndarray,
+    energies: np.ndarray | None = None,
 ) -> np.ndarray:
     """Showers (N, V) with each layer's voxels scaled to the energies ``layers`` (N, Z): their
-    shapes kept, their layer energies replaced. A layer that was empty stays empty."""
+    shapes kept, their layer energies replaced. A layer that was empty stays empty, unless the
+    incident ``energies`` (N,) are given: then it takes the shape of that layer in the shower of
+    nearest incident energy that has one, so that every layer gets its energy."""
     n, z = len(showers), mesh_shape[0]
     x = np.clip(np.asarray(showers, dtype=np.float64), 0.0, None).reshape(n, z, -1)
-    sums = x.sum(axis=2, keepdims=True)
+    sums = x.sum(axis=2)  # (N, Z)
+    if energies is not None:
+        x = x.copy()
+        for k in range(z):
+            need = np.flatnonzero((sums[:, k] <= 0) & (layers[:, k] > 0))
+            have = np.flatnonzero(sums[:, k] > 0)
+            if need.size == 0 or have.size == 0:
+                continue
+            have = have[np.argsort(energies[have])]
+            pos = np.clip(np.searchsorted(energies[have], energies[need]), 1, len(have) - 1)
+            left, right = have[pos - 1], have[np.minimum(pos, len(have) - 1)]
+            nearer = np.abs(energies[left] - energies[need]) <= np.abs(energies[right] - energies[need])  # fmt: skip
+            donor = have[:1].repeat(len(need)) if len(have) == 1 else np.where(nearer, left, right)
+            x[need, k] = x[donor, k]
+        sums = x.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(sums > 0, layers[..., None] / sums, 0.0)
+        factor = np.where(sums > 0, layers / sums, 0.0)[..., None]
     return (x * factor).reshape(n, -1).astype(np.float32)
