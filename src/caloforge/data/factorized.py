@@ -52,6 +52,8 @@ ALPHA = 1e-6
 """The logit's margin (CaloDREAM's, CaloDiffusion's)."""
 STD_FLOOR = 1e-3
 """Smallest standard deviation of a transformed dimension (a voxel that is always empty)."""
+PRIOR_COUNT = 20
+"""Pseudo-values of the pooled statistics in the occupancy codes' per-dimension statistics."""
 
 
 def _logit(u: np.ndarray, alpha: float) -> np.ndarray:
@@ -62,6 +64,22 @@ def _logit(u: np.ndarray, alpha: float) -> np.ndarray:
 def _expit(x: np.ndarray, alpha: float) -> np.ndarray:
     p = 0.5 * (1.0 + np.tanh(0.5 * x))  # the logistic function, without overflow
     return np.clip((p - alpha) / (1 - 2 * alpha), 0.0, 1.0)
+
+
+def _shrunk_stats(
+    total: np.ndarray, total_sq: np.ndarray, count: np.ndarray
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-dimension mean and std of values seen ``count`` times (sums ``total``,
+    ``total_sq``), each shrunk towards the pooled ones by :data:`PRIOR_COUNT` pseudo-values: a
+    voxel that held energy in 3 training showers gets about the pooled spread, not the spread of
+    3 values (which standardises a fourth value to thousands)."""
+    n = max(float(count.sum()), 1.0)
+    pooled_mean = float(total.sum()) / n
+    pooled_second = float(total_sq.sum()) / n
+    mean = (total + PRIOR_COUNT * pooled_mean) / (count + PRIOR_COUNT)
+    second = (total_sq + PRIOR_COUNT * pooled_second) / (count + PRIOR_COUNT)
+    std = np.maximum(np.sqrt(np.maximum(second - mean**2, 0.0)), STD_FLOOR)
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def layer_energies(showers: np.ndarray, mesh_shape: tuple[int, int, int]) -> np.ndarray:
@@ -137,12 +155,8 @@ class LayerTransform:
         std = np.maximum(x.std(axis=0), STD_FLOOR)
         code: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         if occupancy:
-            ok = cls.defined(layers)
-            n = np.maximum(ok.sum(axis=0), 1)
-            c_mean = np.where(ok, x, 0.0).sum(axis=0) / n
-            c_var = np.where(ok, (x - c_mean) ** 2, 0.0).sum(axis=0) / n
-            c_std = np.maximum(np.sqrt(c_var), STD_FLOOR)
-            code = (tuple(c_mean.tolist()), tuple(c_std.tolist()))
+            held = np.where(cls.defined(layers), x, np.nan)
+            code = _shrunk_stats(np.nansum(held, 0), np.nansum(held**2, 0), np.isfinite(held).sum(0))  # fmt: skip
         return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha, *code)
 
     def forward(self, layers: np.ndarray, energies: np.ndarray) -> np.ndarray:
@@ -275,10 +289,7 @@ class FractionTransform:
         std = np.maximum(np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)), STD_FLOOR)
         code: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         if occupancy:
-            c_mean = held / np.maximum(count, 1)
-            c_var = held_sq / np.maximum(count, 1) - c_mean**2
-            c_std = np.where(count > 1, np.maximum(np.sqrt(np.maximum(c_var, 0.0)), STD_FLOOR), 1.0)  # fmt: skip
-            code = (tuple(c_mean.tolist()), tuple(c_std.tolist()))
+            code = _shrunk_stats(held, held_sq, count)
         return cls(tuple(mesh_shape), tuple(mean.tolist()), tuple(std.tolist()), alpha, *code)  # type: ignore[arg-type]
 
     def forward(self, showers: np.ndarray) -> np.ndarray:
