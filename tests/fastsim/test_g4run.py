@@ -91,7 +91,8 @@ def test_a_tiny_model_runs_as_the_fast_simulation_of_a_geant4_run(teachers, tmp_
         np.testing.assert_allclose(np.hypot(*fast["handover_position_mm"][()][:, :2].T), inner)
         # the same primaries in both runs; the fast events' energy is the model's showers
         np.testing.assert_array_equal(full["primary_direction"][()], fast["primary_direction"][()])
-        assert fast["event_energy_mev"][()].min() > 0
+        # (a model trained 2 steps may draw a shower all below the threshold)
+        assert fast["event_energy_mev"][()].max() > 0
         offsets = fast["readout_offsets"][()]
         assert offsets[-1] == len(fast["readout_cells"]) == len(fast["readout_energies_mev"])
         assert fast.attrs["fast"] == str(teachers["factorized"])
