@@ -62,7 +62,8 @@ def _sparse_layers(n: int = 400, seed: int = 2) -> tuple[np.ndarray, np.ndarray]
 def test_occupancy_code_round_trips_with_empty_layers() -> None:
     layers, energies = _sparse_layers()
     transform = LayerTransform.fit(layers, energies)
-    assert transform.occupancy and transform.width == 2 * MESH[0]
+    assert transform.occupancy
+    assert transform.width == 2 * MESH[0]
     code = transform.encode(layers, energies, seed=3)
     assert code.shape == (len(layers), 2 * MESH[0])
     np.testing.assert_array_equal(code[:, MESH[0] :] > 0, layers > 0)  # the occupancy bits
@@ -116,12 +117,15 @@ def test_fraction_code_round_trips_with_an_occupancy_channel() -> None:
     layers = layer_energies(showers, MESH)
     v = int(np.prod(MESH))
     transform = FractionTransform.fit(showers, MESH)
-    assert transform.occupancy and transform.channels == 2
+    assert transform.occupancy
+    assert transform.channels == 2
     code = transform.encode(showers)
-    assert code.shape == (len(showers), 2 * v) and code.dtype == np.float32
+    assert code.shape == (len(showers), 2 * v)
+    assert code.dtype == np.float32
     np.testing.assert_array_equal(code[:, v:] > 0, showers > 0)  # the occupancy bits
     held = code[:, :v][showers > 0]
-    assert abs(float(held.mean())) < 0.1 and abs(float(held.std()) - 1) < 0.2
+    assert abs(float(held.mean())) < 0.1
+    assert abs(float(held.std()) - 1) < 0.2
     assert (code[:, :v][showers == 0] == 0).all()
     back = transform.decode(code, layers)
     np.testing.assert_array_equal(back > 0, showers > 0)  # empty voxels come out exactly 0
