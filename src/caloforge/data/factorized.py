@@ -168,12 +168,19 @@ class LayerTransform:
         """Standardised logits (N, Z) -> layer energies (N, Z) in MeV, never negative."""
         x = np.asarray(values, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
         u = _expit(x, self.alpha)  # (N, Z)
+        return self._share(u, np.ones(u.shape, bool), energies)
+
+    def _share(self, u: np.ndarray, occupied: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Layer energies (N, Z) from the total ``u_0`` and the fractions of what is left: an
+        occupied layer takes ``u`` of it, the last occupied one all of it, an empty one 0."""
+        z = u.shape[1]
+        last = z - 1 - np.flip(occupied, 1).argmax(axis=1)  # (N,): the last occupied layer
         left = u[:, 0] * self.scale * energies  # (N,): the total
         out = np.zeros_like(u)
-        for i in range(u.shape[1] - 1):
-            out[:, i] = u[:, i + 1] * left
+        for i in range(z):
+            share = np.ones(len(u)) if i == z - 1 else np.where(last == i, 1.0, u[:, i + 1])
+            out[:, i] = np.where(occupied[:, i], share * left, 0.0)
             left = left - out[:, i]
-        out[:, -1] = left
         return np.clip(out, 0.0, None)
 
     def encode(self, layers: np.ndarray, energies: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -202,14 +209,7 @@ class LayerTransform:
         occupied = values[:, z:] > 0  # (N, Z)
         rows = np.arange(len(values))
         occupied[rows, values[:, z:].argmax(axis=1)] |= ~occupied.any(axis=1)
-        last = z - 1 - np.flip(occupied, 1).argmax(axis=1)  # (N,): the last occupied layer
-        left = u[:, 0] * self.scale * energies  # (N,): the total
-        out = np.zeros_like(u)
-        for i in range(z):
-            share = np.ones(len(u)) if i == z - 1 else np.where(last == i, 1.0, u[:, i + 1])
-            out[:, i] = np.where(occupied[:, i], share * left, 0.0)
-            left = left - out[:, i]
-        return np.clip(out, 0.0, None)
+        return self._share(u, occupied, energies)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip

@@ -207,20 +207,14 @@ class ShowerGraph(nn.Module):
         """:meth:`LayerTransform.decode`: the energy model's code (B, Z or 2 Z) -> layer
         energies (B, Z)."""
         z = self.mesh[0]
-        if not self.layers_t.occupancy:
-            u = _expit(x * self.l_std + self.l_mean, self.layers_t.alpha)
-            left = u[:, 0] * self.layers_t.scale * energies
-            out = []
-            for i in range(z - 1):
-                e_i = u[:, i + 1] * left
-                out.append(e_i)
-                left = left - e_i
-            out.append(left)
-            return torch.stack(out, 1).clamp(min=0.0)
-        u = _expit(x[:, :z] * self.c_std + self.c_mean, self.layers_t.alpha)
-        bits = x[:, z:]
-        occupied = (bits > 0) | (_one_hot_max(bits[:, None])[:, 0] & ~(bits > 0).any(1, keepdim=True))  # fmt: skip
         index = torch.arange(z, device=x.device)
+        if self.layers_t.occupancy:
+            u = _expit(x[:, :z] * self.c_std + self.c_mean, self.layers_t.alpha)
+            bits = x[:, z:]
+            occupied = (bits > 0) | (_one_hot_max(bits[:, None])[:, 0] & ~(bits > 0).any(1, keepdim=True))  # fmt: skip
+        else:  # every layer takes its share
+            u = _expit(x * self.l_std + self.l_mean, self.layers_t.alpha)
+            occupied = torch.ones_like(u, dtype=torch.bool)
         last = torch.where(occupied, index, torch.full_like(index, -1)).amax(1)  # (B,)
         left = u[:, 0] * self.layers_t.scale * energies
         out = []
