@@ -734,6 +734,8 @@ def cmd_g4run(args: argparse.Namespace) -> int:
         readout_phi=args.readout_phi,
         readout_z_mm=args.readout_z,
         settings=settings,
+        trigger_particles=args.trigger_particles.split(",") if args.trigger_particles else None,
+        trigger_energy_gev=_window(args.trigger_energy, "trigger energy"),
         overwrite=args.overwrite,
         show_progress=not args.no_progress,
     )
@@ -745,6 +747,17 @@ def cmd_g4run(args: argparse.Namespace) -> int:
         f"{summary.geant4_seconds:.1f} s, model {summary.model_seconds:.1f} s"
     )
     return 0
+
+
+def _window(text: str | None, subject: str) -> tuple[float, float] | None:
+    """``LO:HI`` as two floats (None stays None)."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise SpecError(f"must be LO:HI, got {text!r}", subject=subject) from None
+    return lo, hi
 
 
 def _add_g4run(sub: Any) -> None:
@@ -782,6 +795,13 @@ def _add_g4run(sub: Any) -> None:
     p.add_argument("--readout-z", type=float, default=10.0, help="readout cell length in z, mm")
     p.add_argument("--sampler", help="the model's sampler (default: the model's)")
     p.add_argument("--sampler-steps", type=int, help="sampler steps (default: the model's)")
+    p.add_argument(
+        "--trigger-particles",
+        help="particles handed to the model, e.g. gamma,e-,e+ (default: the model's particle)",
+    )
+    p.add_argument(
+        "--trigger-energy", help="LO:HI GeV handed to the model (default: the model's range)"
+    )
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -3,6 +3,7 @@ a tiny model as the fast simulation of a real Geant4 run."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -96,6 +97,39 @@ def test_a_tiny_model_runs_as_the_fast_simulation_of_a_geant4_run(teachers, tmp_
         offsets = fast["readout_offsets"][()]
         assert offsets[-1] == len(fast["readout_cells"]) == len(fast["readout_energies_mev"])
         assert fast.attrs["fast"] == str(teachers["factorized"])
+        assert json.loads(fast.attrs["trigger"])["particles"] == ["gamma"]  # the model's
+
+
+def test_the_trigger_hands_over_the_particles_and_energies_it_names(teachers, tmp_path: Path):
+    model = str(teachers["factorized"])
+    base = ["g4run", "--detector", "par04-siw", "--fast", model, "--particle", "e-",
+            "--theta", "1.5708", "--phi", "0:6.28", "--events", "2", "--seed", "3",
+            "--sampler-steps", "2", "--no-progress"]  # fmt: skip
+    photons_only, electrons = tmp_path / "photons.h5", tmp_path / "electrons.h5"
+    assert main([*base, "--energy", "5", "--out", str(photons_only)]) == 0
+    assert main([*base, "--energy", "5", "--trigger-particles", "gamma,e-", "--trigger-energy", "2:50", "--out", str(electrons)]) == 0  # fmt: skip
+    with h5py.File(photons_only) as f:
+        assert len(f["handover_pdg"]) == 0  # a photon model takes no electron by default
+    with h5py.File(electrons) as f:
+        np.testing.assert_array_equal(f["handover_pdg"][()], [11, 11])
+        trigger = json.loads(f.attrs["trigger"])
+        assert trigger["particles"] == ["gamma", "e-"]
+        assert (trigger["min_energy_mev"], trigger["max_energy_mev"]) == (2000.0, 50000.0)
+
+
+def test_a_trigger_outside_the_model_is_one_clear_error(teachers, tmp_path: Path, capsys):
+    base = ["g4run", "--detector", "par04-siw", "--fast", str(teachers["factorized"]),
+            "--energy", "5", "--events", "1", "--no-progress", "--out", str(tmp_path / "x.h5")]  # fmt: skip
+    assert main([*base, "--trigger-particles", "gamma,mu-"]) == 1
+    assert main([*base, "--trigger-energy", "0.1:50"]) == 1  # the model starts at 1 GeV
+    assert main([*base, "--trigger-energy", "50:10"]) == 1
+    assert main([*base, "--trigger-energy", "ten"]) == 1
+    err = capsys.readouterr().err
+    assert "trigger particles must be among gamma, e-, e+; got mu-" in err
+    assert err.count("inside the model's range 1:100;") == 2
+    assert "must be LO:HI, got 'ten'" in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_g4run_input_is_one_clear_error(tmp_path: Path, capsys):

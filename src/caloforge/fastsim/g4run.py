@@ -36,6 +36,7 @@ from caloforge.geometry.mesh import MeshSpec, direction, voxel_points
 from caloforge.geometry.readout import ReadoutSpec, merge
 from caloforge.simulate.chunks import open_partial
 from caloforge.simulate.events import (
+    EM_PARTICLES,
     PDG,
     EventResult,
     Handover,
@@ -202,10 +203,38 @@ class FastSimulation:
             }
         (lo, hi), (t_lo, t_hi) = facts["energy_mev"], facts["theta"]
         self.trigger = Trigger((facts["particle"],), lo, hi, t_lo, t_hi)
+        self.particle = facts["particle"]
         self.mesh = MeshSpec(**facts["mesh"])
         # the readout holds active energy; a calibrated model's showers are total energy
         sf = detector.sampling_fraction
         self.scale = (sf.value if sf else 1.0) if facts["calibrated"] else 1.0
+
+    def narrowed(
+        self, particles: Sequence[str] | None = None, energy_gev: tuple[float, float] | None = None
+    ) -> Trigger:
+        """The trigger of this model, handing over ``particles`` (default: the model's) in the
+        energy window ``energy_gev`` (default: the model's range, which bounds it).
+
+        Raises:
+            SpecError: an unknown particle, or a window that is empty or outside the model's
+                energy range.
+        """
+        t = self.trigger
+        if particles is not None:
+            unknown = sorted(set(particles) - set(EM_PARTICLES))
+            if unknown or not particles:
+                raise SpecError(f"must be among {', '.join(EM_PARTICLES)}; got {', '.join(unknown) or 'none'}", subject="trigger particles")  # fmt: skip
+            t = replace(t, particles=tuple(dict.fromkeys(particles)))
+        if energy_gev is not None:
+            lo, hi = energy_gev[0] * 1e3, energy_gev[1] * 1e3
+            if not t.min_energy_mev <= lo < hi <= t.max_energy_mev:
+                raise SpecError(
+                    f"must be LO:HI GeV with LO < HI inside the model's range "
+                    f"{t.min_energy_mev / 1e3:g}:{t.max_energy_mev / 1e3:g}; got {energy_gev[0]:g}:{energy_gev[1]:g}",
+                    subject="trigger energy",
+                )  # fmt: skip
+            t = replace(t, min_energy_mev=lo, max_energy_mev=hi)
+        return t
 
     def _open_onnx(self, path: str) -> dict[str, Any]:
         """Open the ONNX file's session; the facts of its metadata."""
@@ -325,11 +354,19 @@ def g4run(
     readout_phi: int = 256,
     readout_z_mm: float = 10.0,
     settings: Any = None,
+    trigger_particles: Sequence[str] | None = None,
+    trigger_energy_gev: tuple[float, float] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> RunSummary:
     """``caloforge g4run``: ``n_events`` events of ``gun`` in ``detector``, full simulation or
     with the model ``fast`` as the fast simulation, written to ``out`` (HDF5, atomically).
+
+    The fast simulation takes the particles ``trigger_particles`` (default: the model's own,
+    e.g. photons) entering the calorimeter with an energy in ``trigger_energy_gev`` (default:
+    the model's range) and a polar angle in the model's range. Handing e+- to a photon model is
+    an approximation (their showers differ in the first radiation lengths); it is the user's
+    choice.
 
     Raises:
         SpecError: for bad settings, a detector the model does not know.
@@ -350,14 +387,15 @@ def g4run(
     tracker = tracker_of(spec, tracker_x0)
     check_tracker(spec, tracker)
     model = FastSimulation(fast, spec, settings, seed) if fast else None
-    trigger = model.trigger if model else None
+    trigger = model.narrowed(trigger_particles, trigger_energy_gev) if model else None
     primaries = gun.draw(seed, range(n_events))
     g4_seeds = [int(np.random.default_rng([seed, i, 104729]).integers(1, 2**31 - 1)) for i in range(n_events)]  # fmt: skip
     request = {
         "detector": spec.to_dict(), "readout": readout.to_dict(),
         "tracker": asdict(tracker) if tracker else None, "gun": _gun_dict(gun),
         "events": n_events, "seed": seed, "cut_mm": cut_mm, "fast": fast,
-        "settings": repr(settings), "caloforge": __version__,
+        "settings": repr(settings), "trigger": asdict(trigger) if trigger else None,
+        "caloforge": __version__,
     }  # fmt: skip
     partial = open_partial(out, request)
     results: list[EventResult] = []
@@ -379,7 +417,7 @@ def g4run(
             results += chunk
             deposits += done
             bar.update(len(chunk))
-    _write(out, spec, readout, tracker, gun, seed, fast, primaries, results, deposits)
+    _write(out, spec, readout, tracker, gun, seed, fast, trigger, primaries, results, deposits)
     shutil.rmtree(partial, ignore_errors=True)
     return RunSummary(
         n_events,
@@ -447,6 +485,7 @@ def _write(
     gun: GunSpec,
     seed: int,
     fast: str | None,
+    trigger: Trigger | None,
     primaries: list[list[Primary]],
     results: list[EventResult],
     deposits: list[FastDeposit],
@@ -485,4 +524,5 @@ def _write(
         f.attrs["gun"] = json.dumps(_gun_dict(gun))
         f.attrs["seed"] = seed
         f.attrs["fast"] = fast or "none"
+        f.attrs["trigger"] = json.dumps(asdict(trigger) if trigger else None)
         f.attrs["n_events"] = len(results)

@@ -69,11 +69,14 @@ def check_tracker(detector: DetectorSpec, tracker: TrackerSpec | None) -> None:
         )
 
 
+EM_PARTICLES = ("gamma", "e-", "e+")  # the particles a shower model may be handed
+
+
 @dataclass(frozen=True)
 class Trigger:
     """Which particles entering the calorimeter are handed to the fast simulation."""
 
-    particles: tuple[str, ...] = ("gamma", "e-", "e+")
+    particles: tuple[str, ...] = EM_PARTICLES
     min_energy_mev: float = 1000.0
     max_energy_mev: float = 1_000_000.0
     min_theta: float = 0.87
