@@ -80,6 +80,38 @@ def test_occupancy_code_round_trips_with_empty_layers() -> None:
     np.testing.assert_array_equal(classic.encode(layers, energies), classic.forward(layers, energies))  # fmt: skip
 
 
+def test_an_undefined_code_value_borrows_a_defined_one_of_its_group_and_energy() -> None:
+    """Where a layer's logit is undefined, the code holds that dimension's value from a shower
+    of the same group and nearly the same incident energy: the value is then distributed alike
+    whatever the bit (no mixture with a foreign filler)."""
+    rng = np.random.default_rng(5)
+    n, z = 4000, MESH[0]
+    energies = np.exp(rng.uniform(np.log(1e3), np.log(1e5), n))
+    groups = np.arange(n) % 2
+    layers = np.zeros((n, z))
+    layers[:, 0] = np.where(groups == 0, 0.01, 0.02) * energies  # differs between the groups
+    layers[:, 1:] = energies[:, None] * 0.02
+    layers[rng.random(n) < 0.5, 0] = 0.0  # half the first layers empty
+    transform = LayerTransform.fit(layers, energies)
+    code = transform.encode(layers, energies, seed=1, groups=groups)
+    empty = layers[:, 0] == 0
+    for g in (0, 1):
+        held = code[(groups == g) & ~empty, 1]
+        borrowed = code[(groups == g) & empty, 1]
+        assert np.ptp(held) < 1e-3  # one value per group: u_1 is fixed
+        np.testing.assert_allclose(borrowed, held[0], atol=1e-3)
+    assert abs(code[(groups == 0) & ~empty, 1][0] - code[(groups == 1) & ~empty, 1][0]) > 0.5
+    # donors are near in energy: u_0 (always defined) is untouched, and a dimension that
+    # varies with energy borrows from the same energy
+    np.testing.assert_array_equal(code[:, 0], transform.encode(layers, energies, seed=2)[:, 0])
+    layers[:, 0] = np.where(layers[:, 0] > 0, 1e-4 * energies**1.5, 0.0)
+    transform = LayerTransform.fit(layers, energies)
+    code = transform.encode(layers, energies, seed=1)
+    nearest = np.argsort(np.abs(np.log(energies[~empty])[None, :] - np.log(energies[empty])[:, None]), axis=1)[:, 0]  # fmt: skip
+    gap = np.abs(code[empty, 1] - code[~empty, 1][nearest])
+    assert np.quantile(gap, 0.99) < 0.05 * np.ptp(code[~empty, 1])
+
+
 def test_occupancy_code_decodes_any_output_to_the_total() -> None:
     """Whatever the network outputs, the layers are >= 0, sum to the decoded total, and a
     shower with no occupancy bit set still holds its energy (in the layer of the largest)."""

@@ -350,7 +350,8 @@ def load_factorized_set(
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cond = torch.from_numpy(read.conditions_of(parts))
         layers = layer_energies(showers, shape)
-        x_e = torch.from_numpy(layer_transform.encode(layers, energies, seed))
+        slots = np.concatenate([np.full(int(m.sum()), slot) for _, m, slot in parts])
+        x_e = torch.from_numpy(layer_transform.encode(layers, energies, seed, groups=slots))
         channels = fraction_transform.channels
         x_s = torch.from_numpy(fraction_transform.encode(showers)).reshape(-1, channels, *shape)
         layer_cond = torch.from_numpy(layer_transform.forward(layers, energies))
