@@ -145,7 +145,7 @@ def test_fraction_transform_round_trips_and_keeps_layer_energies() -> None:
 
 
 def test_fraction_code_round_trips_with_an_occupancy_channel() -> None:
-    showers, _ = _showers()
+    showers, energies = _showers()
     layers = layer_energies(showers, MESH)
     v = int(np.prod(MESH))
     transform = FractionTransform.fit(showers, MESH)
@@ -171,6 +171,19 @@ def test_fraction_code_round_trips_with_an_occupancy_channel() -> None:
     by_layer = out[:4].reshape(4, MESH[0], -1)
     assert ((by_layer > 0).sum(axis=2) == (layers[:4] > 0)).all()  # one voxel per layer
     assert FractionTransform.from_dict(transform.to_dict()) == transform
+    # in training, an empty voxel's value is that voxel's value in another shower of the same
+    # group that holds energy there; the decoder ignores it
+    groups = np.arange(len(showers)) % 2
+    borrowed = transform.encode(showers, energies, seed=1, groups=groups)
+    np.testing.assert_array_equal(borrowed[:, v:], code[:, v:])
+    np.testing.assert_array_equal(borrowed[:, :v][showers > 0], code[:, :v][showers > 0])
+    for j in np.flatnonzero(((showers == 0).any(axis=0)) & ((showers > 0).sum(axis=0) > 1))[:50]:
+        for g in (0, 1):
+            mine = groups == g
+            held = code[mine & (showers[:, j] > 0), j]
+            if len(held):
+                assert np.isin(borrowed[mine & (showers[:, j] == 0), j], held).all()
+    np.testing.assert_allclose(transform.decode(borrowed, layers), back)
     classic = FractionTransform.fit(showers, MESH, occupancy=False)
     assert classic.channels == 1
     np.testing.assert_array_equal(classic.encode(showers), classic.forward(showers))

@@ -34,7 +34,8 @@ Most voxels are empty (``f = 0``: beyond the third radial bin, fewer than 1 in 1
 hit), the same point mass beside a continuum: a diffusion model smears it into many tiny hits
 and too little energy in the outer bins. The shape model's code (:meth:`FractionTransform.encode`)
 has two channels per voxel, as the energy model's: the standardised logit of ``f`` where the
-voxel holds energy (0 elsewhere, ignored), and its occupancy bit.
+voxel holds energy (elsewhere ignored, and in training the value of that voxel in a shower of
+nearly the same energy where it holds energy), and its occupancy bit.
 
 Both transforms are bounded: a fraction never leaves [0, 1], so a denoising error cannot become
 a voxel holding more than its layer (an unbounded ``log(E)`` turns small errors into large
@@ -358,10 +359,19 @@ class FractionTransform:
             f = np.where(sums > 0, f / sums, 0.0)
         return (f * layers[..., None]).reshape(n, -1)
 
-    def encode(self, showers: np.ndarray) -> np.ndarray:
+    def encode(
+        self,
+        showers: np.ndarray,
+        energies: np.ndarray | None = None,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Voxel energies (N, V) -> the shape model's code (N, channels * V), float32: the
-        standardised logits where a voxel holds energy (else 0), then the occupancy bits.
-        Without an occupancy channel: :meth:`forward`."""
+        standardised logits, then the occupancy bits. Where a voxel holds no energy its logit
+        is ignored by the decoder: 0, or, given the incident ``energies`` (N,), that voxel's
+        value in a shower of the same ``groups`` label (e.g. the detector) drawn (``seed``)
+        among the :data:`DONORS` of nearest energy where it holds energy (as
+        :meth:`LayerTransform.encode`). Without an occupancy channel: :meth:`forward`."""
         if not self.occupancy:
             return self.forward(showers)
         v = showers.shape[1]
@@ -373,6 +383,12 @@ class FractionTransform:
             x = (_logit(f, self.alpha) - mean) / std
             out[start : start + 1000, :v] = np.where(held, x, 0.0)
             out[start : start + 1000, v:] = np.where(held, 1.0, -1.0)
+        if energies is not None:
+            rng = np.random.default_rng(seed)
+            for first in range(0, v, 512):  # column blocks: contiguous copies
+                cols = slice(first, min(first + 512, v))
+                held = out[:, v:][:, cols] > 0
+                out[:, cols] = _borrow(out[:, cols], held, energies, groups, rng)
         return out
 
     def decode(self, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
