@@ -353,8 +353,8 @@ def load_factorized_set(
         slots = np.concatenate([np.full(int(m.sum()), slot) for _, m, slot in parts])
         x_e = torch.from_numpy(layer_transform.encode(layers, energies, seed, groups=slots))
         channels = fraction_transform.channels
-        x_s = fraction_transform.encode(showers, energies, seed, groups=slots)
-        x_s = torch.from_numpy(x_s).reshape(-1, channels, *shape)
+        code = fraction_transform.encode(showers, energies, seed, groups=slots)
+        x_s = torch.from_numpy(code).reshape(-1, channels, *shape)
         layer_cond = torch.from_numpy(layer_transform.forward(layers, energies))
         return x_e, cond, x_s, torch.cat([cond, layer_cond], dim=1)
 
