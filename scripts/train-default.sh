@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped default model (issue 14: the factorised pipeline, configs/factorized-cpu.yaml,
 # the equal-budget study's winner) on par04-siw and par04-scipb photons, from nothing: the
-# Geant4 sets of scripts/make-datasets.sh first, then the energy model (20k steps, ~6 min) and
+# Geant4 sets of scripts/make-datasets.sh first, then the energy model (20k steps, ~6 min alone) and
 # the shape model (STEPS, default 15k: ~0.9 s per step here, ~3.7 h; a checkpoint kept every
 # 2500 steps). The run lives outside the
 # work tree (RUNS, default ~/caloforge-runs); a killed run resumes: run this script again.
