@@ -203,7 +203,6 @@ class FastSimulation:
             }
         (lo, hi), (t_lo, t_hi) = facts["energy_mev"], facts["theta"]
         self.trigger = Trigger((facts["particle"],), lo, hi, t_lo, t_hi)
-        self.particle = facts["particle"]
         self.mesh = MeshSpec(**facts["mesh"])
         # the readout holds active energy; a calibrated model's showers are total energy
         sf = detector.sampling_fraction
