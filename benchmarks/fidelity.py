@@ -20,7 +20,11 @@ the baseline), AUC high (<= 0.75) and FPD (<= 3x the baseline).
     python benchmarks/fidelity.py --model runs/factorized [--reference data/siw-test.h5]
         [-n 10000] [--results benchmarks/results/fidelity_NAME.md] [--no-diagnostics]
 
-``-n`` is the size of the held-out set used (A and B get half each). Needs the held-out files
+``-n`` is the size of the held-out set used (A and B get half each). ``--samples FILE.npz``
+keeps the generated showers (the model's, and with G4 layers) with their conditions, the
+model's weight checksums, the seed and the sampler: a later call with the same model, seed and
+sampler whose half A starts with the same showers reuses them (each shower has its own noise
+stream, so the first 5000 of a 10k-vs-10k run are exactly a 5k-vs-5k run's showers). Needs the held-out files
 of ``scripts/make-datasets.sh`` (seeds never used in training): ``siw-test`` (seed 2) for
 5k vs 5k, with ``siw-test-b`` (seed 5) for 10k vs 10k (``--reference data/siw-test.h5
 data/siw-test-b.h5 -n 20000``).
@@ -29,6 +33,8 @@ data/siw-test-b.h5 -n 20000``).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +49,7 @@ from caloforge.data.showers import ShowerData
 from caloforge.evaluate import Comparison, compare
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.families import FACTORIZED
-from caloforge.fastsim.model import SamplerSettings
+from caloforge.fastsim.model import FastSimModel, SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DECADES = ((1.0, 10.0), (10.0, 100.0), (100.0, 1000.0))  # GeV, [low, high)
@@ -161,6 +167,40 @@ def _read(references: list[str], n: int) -> ShowerData:
     return ShowerData(cat("energies"), cat("showers"), first.binning, cat("theta"), cat("phi"), first.attrs)  # fmt: skip
 
 
+def _sample_key(model: FastSimModel, seed: int, settings: SamplerSettings | None) -> str:
+    """What generated showers depend on, besides the conditions: weights, seed, sampler."""
+    sums = {part: net.sha256 for part, net in model.record.networks.items()}
+    return json.dumps({"weights": sums, "seed": seed, "sampler": (settings or SamplerSettings()).describe(model)}, sort_keys=True)  # fmt: skip
+
+
+class SampleCache:
+    """Generated showers kept in an ``.npz`` file between runs (see the module doc)."""
+
+    def __init__(self, path: Path | None, key: str) -> None:
+        self.path, self.key = path, key
+        self.arrays: dict[str, np.ndarray] = {}
+        if path is not None and path.exists():
+            with np.load(path) as f:
+                if str(f["key"]) == key:
+                    self.arrays = {k: f[k] for k in f.files if k != "key"}
+
+    def get(self, name: str, energies: np.ndarray) -> np.ndarray | None:
+        """The cached showers ``name`` of the first ``len(energies)`` conditions, if cached."""
+        kept, conds = self.arrays.get(name), self.arrays.get(f"{name}_energies")
+        n = len(energies)
+        if kept is None or conds is None or len(kept) < n or not np.array_equal(conds[:n], energies):  # fmt: skip
+            return None
+        return kept[:n]
+
+    def put(self, name: str, energies: np.ndarray, showers: np.ndarray) -> None:
+        if self.path is None or (name in self.arrays and len(self.arrays[name]) >= len(showers)):
+            return
+        self.arrays.update({name: showers, f"{name}_energies": energies})
+        tmp = self.path.with_name(self.path.name + ".part.npz")
+        np.savez(tmp, **{"key": np.array(self.key), **self.arrays})  # type: ignore[arg-type]
+        os.replace(tmp, self.path)
+
+
 def _sampler_flags(settings: SamplerSettings | None) -> str:
     if settings is None:
         return ""
@@ -176,10 +216,12 @@ def fidelity(
     seed: int = 1,
     diagnostics: bool = True,
     settings: SamplerSettings | None = None,
+    samples: Path | None = None,
 ) -> Fidelity:
     """The model in ``model_dir`` against the first ``n`` showers of ``reference`` (one file or
-    several, read one after the other; see above)."""
+    several, read one after the other; see above); ``samples``: the cache of generated showers."""
     model = load_model(model_dir)
+    cache = SampleCache(samples, _sample_key(model, seed, settings))
     references = [reference] if isinstance(reference, str) else list(reference)
     data = _read(references, n)
     reference = " ".join(references)
@@ -193,9 +235,16 @@ def fidelity(
     seeds = shower_seeds(seed, range(len(a)))
 
     def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
+        """Showers at A's conditions and the seconds it took to sample them (NaN: cached)."""
+        name = "model" if layers is None else "g4_layers"
         start = time.perf_counter()
+        showers = cache.get(name, a.energies)
+        if showers is not None:
+            return _like(a, showers), float("nan")
         showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers, settings=settings)  # type: ignore[arg-type]  # fmt: skip
-        return _like(a, showers), time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        cache.put(name, a.energies, showers)
+        return _like(a, showers), seconds
 
     lines = [
         f"## {model_dir} against {reference} ({len(a)} vs {len(b)} held-out showers)",
@@ -211,7 +260,8 @@ def fidelity(
     generated, sampling = sample()
     start = time.perf_counter()
     result = compare(b, generated, config)
-    lines += _section(f"model ({sampling:.0f} s sampling)", result, time.perf_counter() - start)
+    how = "cached samples" if np.isnan(sampling) else f"{sampling:.0f} s sampling"
+    lines += _section(f"model ({how})", result, time.perf_counter() - start)
     checks = acceptance(a, generated, result, mesh)
     found: dict[str, Comparison] = {}
     if diagnostics:
@@ -248,6 +298,7 @@ def main() -> None:
     parser.add_argument("--no-diagnostics", action="store_true", help="the model only")
     parser.add_argument("--sampler", help="a sampler or student of the model (default: its own)")
     parser.add_argument("--sampler-steps", type=int, help="its steps (default: the model's)")
+    parser.add_argument("--samples", type=Path, help=".npz file keeping the generated showers")
     args = parser.parse_args()
     report = fidelity(
         args.model,
@@ -256,6 +307,7 @@ def main() -> None:
         seed=args.seed,
         diagnostics=not args.no_diagnostics,
         settings=SamplerSettings(args.sampler, args.sampler_steps),
+        samples=args.samples,
     )
     print(report.text)
     if args.results:
