@@ -47,6 +47,7 @@ from caloforge.data.factorized import layer_energies, rescale_layers
 from caloforge.data.readers import read_showers
 from caloforge.data.showers import ShowerData
 from caloforge.evaluate import Comparison, compare
+from caloforge.evaluate.results import Measured
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.families import FACTORIZED
 from caloforge.fastsim.model import FastSimModel, SamplerSettings
@@ -132,6 +133,28 @@ def acceptance(
 
 def _section(title: str, result: Comparison, seconds: float) -> list[str]:
     return [f"### {title} ({seconds:.0f} s)", "", result.markdown(), ""]
+
+
+def _bins(result: Comparison) -> list[str]:
+    """The high-level AUC and E_tot/E_inc separation power per condition bin (energy decades,
+    theta bins), beside each bin's Geant4-vs-Geant4 baseline."""
+    bins = result.metrics.get("conditions", {}).get("bins", [])
+    rows = []
+    for entry in bins:
+        if "auc_high" not in entry:
+            continue
+        base = entry.get("baseline", {})
+        auc, auc_base = Measured.read(entry["auc_high"]), Measured.read(base.get("auc_high"))
+        sep, sep_base = entry["separation_power"].get("e_ratio"), base.get("separation_power", {}).get("e_ratio")  # fmt: skip
+        rows.append(
+            f"| {entry['label']} | {entry['n_generated']} | {auc.format() if auc else '-'} | "
+            f"{auc_base.format() if auc_base else '-'} | {sep:.4g} | "
+            f"{'-' if sep_base is None else f'{sep_base:.4g}'} |"
+        )
+    if not rows:
+        return []
+    head = "| condition bin | showers | AUC high | G4 vs G4 | sep. power E_tot/E_inc | G4 vs G4 |"
+    return ["Per condition bin:", "", head, "|---|---|---|---|---|---|", *rows, ""]
 
 
 @dataclass(frozen=True)
@@ -261,7 +284,7 @@ def fidelity(
     start = time.perf_counter()
     result = compare(b, generated, config)
     how = "cached samples" if np.isnan(sampling) else f"{sampling:.0f} s sampling"
-    lines += _section(f"model ({how})", result, time.perf_counter() - start)
+    lines += _section(f"model ({how})", result, time.perf_counter() - start) + _bins(result)
     checks = acceptance(a, generated, result, mesh)
     found: dict[str, Comparison] = {}
     if diagnostics:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_pipeline import MESH
 
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.model import SamplerSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from fidelity import SampleCache, _sample_key
+from fidelity import SampleCache, _bins, _sample_key
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,3 +47,38 @@ def test_the_cache_gives_back_a_prefix_of_the_same_model_seed_and_sampler(teache
     other = _sample_key(model, 1, SamplerSettings(steps=4))
     assert SampleCache(path, other).get("model", e) is None  # other sampler
     assert not path.with_name(path.name + ".part.npz").exists()
+
+
+def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_caloforge_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from fidelity import fidelity
+
+    # halves A and B (and A's first half) at the same energies, so that B covers A's range
+    n = 80
+    rng = np.random.default_rng(3)
+    energies = np.tile(np.geomspace(1.5e3, 90e3, n // 4), 4)
+    z = np.arange(MESH.n_z)[:, None, None]
+    shape = np.exp(-0.5 * ((z - 2.0) / 1.2) ** 2 - np.arange(MESH.n_r)) * np.ones(
+        (1, MESH.n_phi, 1)
+    )
+    showers = rng.gamma(20.0, shape.reshape(-1) / 20.0, (n, MESH.n_voxels)) * energies[:, None] / 1e3  # fmt: skip
+    theta = np.tile(np.linspace(0.9, 2.2, n // 4), 4)
+    reference = make_caloforge_file(tmp_path / "ref.h5", mesh=MESH, energies=energies, showers=showers,
+                                    theta=theta, phi=rng.uniform(0, 6, n), seed=9,
+                                    attrs={"energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
+    samples = tmp_path / "samples.npz"
+    first = fidelity(str(teachers["factorized"]), str(reference), n, samples=samples)
+    assert samples.exists()
+    assert "s sampling)" in first.text
+    again = fidelity(str(teachers["factorized"]), str(reference), n // 2, samples=samples)
+    assert "(cached samples)" in again.text
+    with np.load(samples) as kept:
+        assert len(kept["model"]) == len(kept["g4_layers"]) == 40  # the larger run's, kept
+    # the per-bin table, here from a hand-made metrics record (40 showers are too few a bin)
+    bin_ = {"label": "E 1-10 GeV", "n_generated": 500, "auc_high": {"value": 0.61, "error": 0.01},
+            "separation_power": {"e_ratio": 0.02},
+            "baseline": {"auc_high": {"value": 0.5, "error": 0.02}, "separation_power": {"e_ratio": 0.01}}}  # fmt: skip
+    skipped = {"label": "E 100-1000 GeV", "n_generated": 3, "skipped": "fewer than 50 showers"}
+    table = _bins(replace(first.model, metrics={"conditions": {"bins": [bin_, skipped]}}))
+    assert "| E 1-10 GeV | 500 | 0.61 ± 0.01 | 0.5 ± 0.02 | 0.02 | 0.01 |" in table
+    assert not any("100-1000" in line for line in table)
+    assert _bins(first.model) == []  # every bin of the tiny run skipped: no table
