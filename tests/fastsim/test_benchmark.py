@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from caloforge.cli import main
-from caloforge.deploy.benchmark import Timing, markdown, sampler_flops, samplers_of
+from caloforge.deploy.benchmark import (
+    Timing,
+    by_parts,
+    heun_evaluations,
+    markdown,
+    sampler_flops,
+    samplers_of,
+)
 from caloforge.fastsim import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,6 +47,11 @@ def test_benchmark_times_geant4_and_every_sampler(students, tmp_path: Path, caps
     g4 = result["geant4"]["scored/1"]["1.0"]["median"]
     cell = result["samplers"]["cd (1 step)"]["4/1"]["median"]
     assert f"| cd (1 step) | 4 | 1 | {Timing(**result['samplers']['cd (1 step)']['4/1']).format()} | {g4 / cell:.3g} |" in text  # fmt: skip
+    # one teacher call of 4 showers outlasts the 0.01 s budget: timed by parts; students in full
+    teacher = result["samplers"]["teacher (32 steps)"]
+    assert [teacher[k]["by_parts"] for k in ("1/1", "4/1", "1/2", "4/2")] == [False, True, False, True]  # fmt: skip
+    assert not any(c["by_parts"] for c in result["samplers"]["cd (1 step)"].values())
+    assert "\\* by parts: timed at 1 and 8 Heun steps" in text
     # a second run into the same folder needs --overwrite
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err
@@ -74,3 +86,16 @@ def test_the_markdown_marks_what_was_not_timed() -> None:
     text = markdown(result)
     assert "| teacher (32 steps) | 64 | 2 | 10 (9-12) | - |" in text
     assert "ONNX Runtime not timed" in text
+
+
+def test_by_parts_is_exact_for_a_cost_linear_in_the_evaluations() -> None:
+    def cost(evaluations: int) -> float:  # ms per shower: once per call, plus per evaluation
+        return 3.0 + 0.5 * evaluations
+
+    short, long = (Timing(cost(e), cost(e) - 1, cost(e) + 2, 3) for e in (1, 15))
+    found = by_parts(short, long, (1, 15), heun_evaluations(32))
+    assert heun_evaluations(32) == 63
+    assert found.median == pytest.approx(cost(63))
+    assert (found.low, found.high) == (pytest.approx(cost(63) - 1), pytest.approx(cost(63) + 2))
+    assert found.by_parts
+    assert found.format().endswith("*")

@@ -15,7 +15,16 @@ evaluations), so each sampler is timed once per batch size and thread count, on 
 the benchmark's energies in turn, and compared with Geant4 at every energy.
 
 Each cell repeats its call until it has ``repeats`` timings or ``budget_s`` seconds (at least
-one timing); the table gives the median and the spread (min-max) of ms per shower. The
+one timing); the table gives the median and the spread (min-max) of ms per shower.
+
+A diffusion teacher costs ``2 N - 1`` evaluations of each network for ``N`` Heun steps (63 at
+32 steps): one batch of 256 takes minutes here. A teacher cell whose single call would take
+longer than ``budget_s`` (estimated from the cell of the next smaller batch) is timed **by
+parts**: the same batch at 1 and at :data:`PART_STEPS` Heun steps (1 and 15 evaluations), and
+the cost extrapolated linearly in the evaluations to the trained steps. Every part of a
+sampler call (network evaluations, the per-batch work before and after) is either once per
+call or once per evaluation, so the line is exact up to timing noise; the table marks such
+cells. A large enough ``budget_s`` times every cell in full. The
 achieved FLOP/s of a sampler is its matrix-product FLOPs per shower (counted by
 ``torch.utils.flop_counter`` on one shower) over its time, against the machine's fp32 matmul
 peak measured in the same run.
@@ -31,7 +40,8 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +61,40 @@ class Timing:
     low: float
     high: float
     repeats: int
+    by_parts: bool = False  # extrapolated from shorter sampler runs (see the module doc)
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Timing:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
     def format(self) -> str:
+        mark = "*" if self.by_parts else ""
         if self.repeats < 2 or self.high <= self.low * 1.005:
-            return _ms(self.median)
-        return f"{_ms(self.median)} ({_ms(self.low)}-{_ms(self.high)})"
+            return _ms(self.median) + mark
+        return f"{_ms(self.median)} ({_ms(self.low)}-{_ms(self.high)}){mark}"
+
+
+PART_STEPS = 8
+"""The longer of the two Heun runs that time a teacher cell by parts (the shorter: 1 step)."""
+
+
+def heun_evaluations(steps: int) -> int:
+    """Network evaluations (of each network) of ``steps`` Heun steps: the last is an Euler step."""
+    return 2 * steps - 1
+
+
+def by_parts(short: Timing, long: Timing, evaluations: tuple[int, int], target: int) -> Timing:
+    """The timing at ``target`` evaluations on the line through ``short`` and ``long``, timed
+    at ``evaluations`` (each of median, min and max)."""
+    e_short, e_long = evaluations
+    k = (target - e_short) / (e_long - e_short)
+    return Timing(
+        short.median + k * (long.median - short.median),
+        short.low + k * (long.low - short.low),
+        short.high + k * (long.high - short.high),
+        min(short.repeats, long.repeats),
+        by_parts=True,
+    )
 
 
 def _ms(value: float) -> str:
@@ -225,16 +260,26 @@ def model_timings(
     try:
         for name, settings in samplers_of(model).items():
             out[name] = {}
+            teacher = settings.sampler not in model.record.students
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                for batch in batches:
+                per_shower: float | None = None  # ms, of the last cell at this thread count
+                for batch in sorted(batches):
                     e, theta, phi = _conditions(model, energies, batch)
                     seeds = shower_seeds(1, range(batch))
 
                     def call(n: int, e=e, theta=theta, phi=phi, seeds=seeds, settings=settings) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
                         model.generate(e[:n], theta[:n], phi[:n], detector, seeds[:n], settings=settings, batch_size=n)  # fmt: skip
 
-                    out[name][f"{batch}/{n_threads}"] = _repeat(call, batch, repeats, budget_s)
+                    slow = per_shower is not None and per_shower * batch / 1e3 > budget_s
+                    if teacher and slow and model.diffusion.steps > PART_STEPS:
+                        short, long = (_repeat(partial(call, settings=replace(settings, steps=k)), batch, repeats, budget_s) for k in (1, PART_STEPS))  # fmt: skip
+                        evaluations = (heun_evaluations(1), heun_evaluations(PART_STEPS))
+                        timing = by_parts(short, long, evaluations, heun_evaluations(model.diffusion.steps))  # fmt: skip
+                    else:
+                        timing = _repeat(call, batch, repeats, budget_s)
+                    out[name][f"{batch}/{n_threads}"] = timing
+                    per_shower = timing.median
     finally:
         torch.set_num_threads(previous)
     return out
@@ -397,6 +442,12 @@ def markdown(result: BenchmarkResult) -> str:
                 cols.append("-")
             lines.append("| " + " | ".join(cols) + " |")
     lines += ["", "FLOPs per shower (matrix products): " + ", ".join(f"{k} {v / 1e9:.3g} G" for k, v in result.flops.items()) + "."]  # fmt: skip
+    if any(t.by_parts for cells in result.samplers.values() for t in cells.values()):
+        lines.append(
+            f"\\* by parts: timed at 1 and {PART_STEPS} Heun steps ({heun_evaluations(1)} and "
+            f"{heun_evaluations(PART_STEPS)} network evaluations) and extrapolated linearly in the "
+            "evaluations to the trained steps, because one call would outlast `--budget-s`."
+        )
     lines += [f"Threads timed: {', '.join(map(str, threads))}.", *result.notes, ""]
     return "\n".join(lines)
 
