@@ -12,6 +12,9 @@ add their own Geant4-vs-Geant4 baseline), at the conditions of A:
   incident energy that has it), so only the energy model is judged.
 - ``Geant4 (A)``: A itself, the floor.
 
+The radial halo table gives, per radial bin, the share of voxels holding energy and their mean
+energy, for A, the model and (factorised models) the shape model alone.
+
 Then the acceptance checks of issue 14, per energy decade: E_tot/E_inc mean (within 1 %) and
 relative width (within 10 %), mean longitudinal and radial profiles (within 10 % where a bin
 holds > 0.1 % of the energy), separation powers of E_ratio and every layer energy (within 3x
@@ -129,6 +132,27 @@ def acceptance(
         ratio = result.fpd.value / max(base.fpd.value, 1e-12)
         checks.append(Check("FPD / baseline", f"{ratio:.2f}x", "<= 3x", ratio <= 3))
     return checks
+
+
+def _halo(samples: dict[str, np.ndarray], mesh: tuple[int, int, int]) -> list[str]:
+    """Per radial bin: the share of voxels that hold energy (after the threshold) and their mean
+    energy. The outer bins' few hits set the shower widths, which a shape model that is too
+    narrow gets wrong first."""
+    head = "| showers | " + " | ".join(f"r{i}" for i in range(mesh[2])) + " |"
+    lines = [
+        "Radial halo: voxels holding energy (%) / their mean energy (MeV), per radial bin:",
+        "",
+        head,
+        "|---|" + "---|" * mesh[2],
+    ]
+    for name, showers in samples.items():
+        x = np.asarray(showers, dtype=np.float64).reshape(len(showers), *mesh)
+        held = x > 0
+        share = held.mean(axis=(0, 1, 2))
+        energy = x.sum(axis=(0, 1, 2)) / np.maximum(held.sum(axis=(0, 1, 2)), 1)
+        cells = (f"{100 * h:.3g} / {e:.3g}" for h, e in zip(share, energy, strict=True))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _section(title: str, result: Comparison, seconds: float) -> list[str]:
@@ -287,16 +311,19 @@ def fidelity(
     lines += _section(f"model ({how})", result, time.perf_counter() - start) + _bins(result)
     checks = acceptance(a, generated, result, mesh)
     found: dict[str, Comparison] = {}
+    halo = {"Geant4 (A)": a.showers, "model": generated.showers}
     if diagnostics:
         model_layers = layer_energies(generated.showers, mesh)
         hybrid = _like(a, rescale_layers(a.showers, mesh, model_layers, a.energies))
         cases = {"Geant4 (A) vs Geant4 (B)": a, "model layers + G4 shapes": hybrid}
         if model.record.family == FACTORIZED:
             cases["G4 layers + model shapes"] = sample(layers=layer_energies(a.showers, mesh))[0]
+            halo["G4 layers + model shapes"] = cases["G4 layers + model shapes"].showers
         for title, showers in cases.items():
             start = time.perf_counter()
             found[title] = compare(b, showers, config)
             lines += _section(title, found[title], time.perf_counter() - start)
+    lines += _halo(halo, mesh)
     lines += [
         "### Acceptance (issue 14), model vs its own conditions' Geant4 (A)",
         "",

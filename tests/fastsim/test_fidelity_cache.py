@@ -71,6 +71,9 @@ def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_calo
     assert "s sampling)" in first.text
     again = fidelity(str(teachers["factorized"]), str(reference), n // 2, samples=samples)
     assert "(cached samples)" in again.text
+    halo = next(line for line in first.text.splitlines() if line.startswith("| Geant4 (A) |"))
+    assert len(halo.split("|")) == MESH.n_r + 3  # one cell per radial bin
+    assert "| G4 layers + model shapes |" in first.text
     with np.load(samples) as kept:
         assert len(kept["model"]) == len(kept["g4_layers"]) == 40  # the larger run's, kept
     # the per-bin table, here from a hand-made metrics record (40 showers are too few a bin)
