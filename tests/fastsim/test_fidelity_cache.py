@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from test_pipeline import MESH
 
+from caloforge.evaluate import Comparison
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.model import SamplerSettings
 
@@ -49,11 +51,8 @@ def test_the_cache_gives_back_a_prefix_of_the_same_model_seed_and_sampler(teache
     assert not path.with_name(path.name + ".part.npz").exists()
 
 
-def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_caloforge_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    from fidelity import fidelity
-
-    # halves A and B (and A's first half) at the same energies, so that B covers A's range
-    n = 80
+def _reference(make, tmp_path: Path, n: int) -> Path:  # type: ignore[no-untyped-def]
+    """Halves A and B (and A's first half) at the same energies, so that B covers A's range."""
     rng = np.random.default_rng(3)
     energies = np.tile(np.geomspace(1.5e3, 90e3, n // 4), 4)
     z = np.arange(MESH.n_z)[:, None, None]
@@ -62,9 +61,16 @@ def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_calo
     )
     showers = rng.gamma(20.0, shape.reshape(-1) / 20.0, (n, MESH.n_voxels)) * energies[:, None] / 1e3  # fmt: skip
     theta = np.tile(np.linspace(0.9, 2.2, n // 4), 4)
-    reference = make_caloforge_file(tmp_path / "ref.h5", mesh=MESH, energies=energies, showers=showers,
-                                    theta=theta, phi=rng.uniform(0, 6, n), seed=9,
-                                    attrs={"energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
+    return make(tmp_path / "ref.h5", mesh=MESH, energies=energies, showers=showers,
+                theta=theta, phi=rng.uniform(0, 6, n), seed=9,
+                attrs={"energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
+
+
+def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_caloforge_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from fidelity import fidelity
+
+    n = 80
+    reference = _reference(make_caloforge_file, tmp_path, n)
     samples = tmp_path / "samples.npz"
     first = fidelity(str(teachers["factorized"]), str(reference), n, samples=samples)
     assert samples.exists()
@@ -85,3 +91,15 @@ def test_a_second_run_reuses_the_showers_and_reports_per_bin(teachers, make_calo
     assert "| E 1-10 GeV | 500 | 0.61 ± 0.01 | 0.5 ± 0.02 | 0.02 | 0.01 |" in table
     assert not any("100-1000" in line for line in table)
     assert _bins(first.model) == []  # every bin of the tiny run skipped: no table
+
+
+@pytest.mark.slow
+def test_the_report_is_caloforge_evaluates(teachers, make_caloforge_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    from fidelity import fidelity
+
+    report = tmp_path / "report"
+    reference = _reference(make_caloforge_file, tmp_path, 80)
+    found = fidelity(str(teachers["factorized"]), str(reference), 80, diagnostics=False, report=report)  # fmt: skip
+    kept = Comparison.from_metrics(json.loads((report / "metrics.json").read_text()))
+    assert kept.auc_high == found.model.auc_high
+    assert (report / "index.html").exists()
