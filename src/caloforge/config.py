@@ -269,6 +269,8 @@ class RunConfig:
     # factorized: an occupancy bit beside each layer's and each voxel's value in the energy
     # and shape models' codes (caloforge.data.factorized), instead of point masses at 0
     occupancy: bool = True
+    # factorized: the shape model sees the log layer energies beside the layer logits
+    layer_logs: bool = True
 
 
 DISTILL_TRAINING = TrainConfig(

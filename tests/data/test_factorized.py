@@ -12,6 +12,7 @@ from caloforge.data.factorized import (
     layer_energies,
     rescale_layers,
 )
+from caloforge.errors import SpecError
 
 MESH = (6, 4, 3)
 
@@ -248,3 +249,32 @@ def test_a_rarely_occupied_voxel_is_standardised_by_the_pooled_spread() -> None:
     other = showers[2:3].copy()
     other[0, rare] = other[0, :rare].sum() * 0.5
     assert abs(float(transform.encode(other)[0, rare])) < 20
+
+
+def test_the_shape_model_sees_the_log_layer_energies_beside_the_logits() -> None:
+    layers, energies = _sparse_layers()
+    transform = LayerTransform.fit(layers, energies)
+    z = MESH[0]
+    assert transform.cond_width == 2 * z
+    cond = transform.conditions(layers, energies)
+    assert cond.shape == (len(layers), 2 * z)
+    assert cond.dtype == np.float32
+    np.testing.assert_array_equal(cond[:, :z], transform.forward(layers, energies))
+    logs = cond[:, z:]
+    np.testing.assert_allclose(logs.mean(axis=0), 0.0, atol=1e-5)  # standardised per layer
+    np.testing.assert_allclose(logs.std(axis=0), 1.0, rtol=1e-4)
+    # monotonic in each layer's energy, and an empty layer sits below every held one
+    col = layers[:, 2]
+    order = np.argsort(col)
+    assert (np.diff(logs[order, 2]) >= 0).all()
+    assert logs[col == 0, 2].max() < logs[col > 0, 2].min()
+    assert LayerTransform.from_dict(transform.to_dict()) == transform
+    # models trained before the logs: the logits alone, and their records load as they were
+    old = LayerTransform.fit(layers, energies, logs=False)
+    assert old.cond_width == z
+    np.testing.assert_array_equal(old.conditions(layers, energies), old.forward(layers, energies))
+    record = old.to_dict()
+    assert "log_mean" not in record
+    assert LayerTransform.from_dict(record) == old
+    with pytest.raises(SpecError, match="log_mean and log_std"):
+        LayerTransform.from_dict({**transform.to_dict(), "log_std": [1.0]})

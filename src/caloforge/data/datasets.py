@@ -311,6 +311,7 @@ def load_factorized_set(
     limit: int | None = None,
     preprocessing: Preprocessing | None = None,
     occupancy: bool = True,
+    layer_logs: bool = True,
 ) -> FactorizedSet:
     """Read caloforge shower files into the training sets of the energy and shape models.
 
@@ -336,7 +337,7 @@ def load_factorized_set(
         layer_transform, fraction_transform = given.layers, given.fractions
     else:
         layers = layer_energies(showers, shape)
-        layer_transform = LayerTransform.fit(layers, energies, occupancy=occupancy)
+        layer_transform = LayerTransform.fit(layers, energies, occupancy=occupancy, logs=layer_logs)
         fraction_transform = FractionTransform.fit(showers, shape, occupancy=occupancy)
     preprocessing = Preprocessing(
         None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform
@@ -355,7 +356,7 @@ def load_factorized_set(
         channels = fraction_transform.channels
         code = fraction_transform.encode(showers, energies, seed, groups=slots)
         x_s = torch.from_numpy(code).reshape(-1, channels, *shape)
-        layer_cond = torch.from_numpy(layer_transform.forward(layers, energies))
+        layer_cond = torch.from_numpy(layer_transform.conditions(layers, energies))
         return x_e, cond, x_s, torch.cat([cond, layer_cond], dim=1)
 
     x_e, c_e, x_s, c_s = networks(read.train, showers, energies, seed)

@@ -37,6 +37,13 @@ has two channels per voxel, as the energy model's: the standardised logit of ``f
 voxel holds energy (elsewhere ignored, and in training the value of that voxel in a shower of
 nearly the same energy where it holds energy), and its occupancy bit.
 
+The shape model is conditioned on the layers twice (:meth:`LayerTransform.conditions`): the
+Z logits above, and the standardised ``log(E_i / MeV + LOG_FLOOR_MEV)``. A hit in an outer
+voxel is one particle's deposit, of an energy that hardly depends on its layer's (in
+par04-siw, beyond the first radial bins, the spread of ``log f`` at a given ``log E_i`` is that
+of ``log E_v`` itself, ~1.1); its fraction ``f = E_v / E_i`` thus needs ``log E_i``, which the
+logits give only as a product over every earlier layer.
+
 Both transforms are bounded: a fraction never leaves [0, 1], so a denoising error cannot become
 a voxel holding more than its layer (an unbounded ``log(E)`` turns small errors into large
 energies). Showers are thresholded before the fit, so the layer energies the energy model
@@ -62,6 +69,9 @@ PRIOR_COUNT = 20
 """Pseudo-values of the pooled statistics in the occupancy codes' per-dimension statistics."""
 DONORS = 32
 """Showers of nearest incident energy among which an undefined code value borrows a defined one."""
+LOG_FLOOR_MEV = 1e-4
+"""Added to a layer energy before its log (the shape model's conditions): an empty layer sits
+~2 units below one holding a single voxel at the 0.5 keV raw read-out threshold."""
 
 
 def _borrow(
@@ -134,6 +144,9 @@ class LayerTransform:
         code_mean, code_std: per dimension (Z values each) of the logits where they are
             defined, for the occupancy code; empty: the code is :meth:`forward` itself (models
             trained before the code existed).
+        log_mean, log_std: per layer (Z values each) of ``log(E_i / MeV + LOG_FLOOR_MEV)``, the
+            shape model's second set of layer conditions (:meth:`conditions`); empty: the
+            logits alone (models trained before them).
     """
 
     scale: float
@@ -142,6 +155,8 @@ class LayerTransform:
     alpha: float = ALPHA
     code_mean: tuple[float, ...] = ()
     code_std: tuple[float, ...] = ()
+    log_mean: tuple[float, ...] = ()
+    log_std: tuple[float, ...] = ()
 
     @property
     def occupancy(self) -> bool:
@@ -152,6 +167,15 @@ class LayerTransform:
     def width(self) -> int:
         """Values per shower of the energy model's code."""
         return len(self.mean) * (2 if self.occupancy else 1)
+
+    @property
+    def cond_width(self) -> int:
+        """Values per shower of :meth:`conditions`: Z logits, and with the logs Z more."""
+        return len(self.mean) * (2 if self.log_mean else 1)
+
+    @staticmethod
+    def _log(layers: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(layers, 0.0, None) + LOG_FLOOR_MEV)
 
     @staticmethod
     def defined(layers: np.ndarray) -> np.ndarray:
@@ -177,10 +201,16 @@ class LayerTransform:
 
     @classmethod
     def fit(
-        cls, layers: np.ndarray, energies: np.ndarray, alpha: float = ALPHA, occupancy: bool = True
+        cls,
+        layers: np.ndarray,
+        energies: np.ndarray,
+        alpha: float = ALPHA,
+        occupancy: bool = True,
+        logs: bool = True,
     ) -> LayerTransform:
         """Fit on training layer energies (N, Z) and incident energies (N,); ``occupancy``:
-        the energy model's code has occupancy bits (see the module doc)."""
+        the energy model's code has occupancy bits; ``logs``: the shape model also sees the
+        standardised log layer energies (see the module doc)."""
         response = layers.sum(axis=1) / energies
         if not np.isfinite(response).all() or response.max(initial=0.0) <= 0:
             raise SpecError("cannot fit the layer transform: the showers hold no energy")
@@ -191,12 +221,25 @@ class LayerTransform:
         if occupancy:
             held = np.where(cls.defined(layers), x, np.nan)
             code = _shrunk_stats(np.nansum(held, 0), np.nansum(held**2, 0), np.isfinite(held).sum(0))  # fmt: skip
-        return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha, *code)
+        log: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        if logs:
+            y = cls._log(layers)
+            log = (tuple(y.mean(axis=0).tolist()), tuple(np.maximum(y.std(axis=0), STD_FLOOR).tolist()))  # fmt: skip
+        return cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha, *code, *log)
 
     def forward(self, layers: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Layer energies (N, Z) in MeV -> standardised logits (N, Z), float32."""
         x = _logit(self.fractions(layers, energies, self.scale), self.alpha)
         return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def conditions(self, layers: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        """Layer energies (N, Z) in MeV -> the shape model's layer conditions (N, cond_width),
+        float32: :meth:`forward`'s logits, then (if fitted) the standardised logs."""
+        x = self.forward(layers, energies)
+        if not self.log_mean:
+            return x
+        y = (self._log(layers) - np.asarray(self.log_mean)) / np.asarray(self.log_std)
+        return np.concatenate([x, y.astype(np.float32)], axis=1)
 
     def inverse(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
         """Standardised logits (N, Z) -> layer energies (N, Z) in MeV, never negative."""
@@ -256,14 +299,18 @@ class LayerTransform:
         out = {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip
         if self.occupancy:
             out.update(code_mean=list(self.code_mean), code_std=list(self.code_std))
+        if self.log_mean:
+            out.update(log_mean=list(self.log_mean), log_std=list(self.log_std))
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerTransform:
         code = (tuple(data.get("code_mean", ())), tuple(data.get("code_std", ())))
-        if len(code[0]) not in (0, len(data["mean"])) or len(code[0]) != len(code[1]):
-            raise SpecError("the layer transform's code_mean and code_std do not match its layers")
-        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code)  # fmt: skip
+        log = (tuple(data.get("log_mean", ())), tuple(data.get("log_std", ())))
+        for what, (mean, std) in (("code", code), ("log", log)):
+            if len(mean) not in (0, len(data["mean"])) or len(mean) != len(std):
+                raise SpecError(f"the layer transform's {what}_mean and {what}_std do not match its layers")  # fmt: skip
+        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code, *log)  # fmt: skip
 
 
 @dataclass(frozen=True)

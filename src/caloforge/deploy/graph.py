@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from caloforge.data.contract import voxel_threshold
+from caloforge.data.factorized import LOG_FLOOR_MEV
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import SpecError
 from caloforge.fastsim.families import FACTORIZED
@@ -82,6 +83,8 @@ class ShowerGraph(nn.Module):
     c_std: Tensor
     fc_mean: Tensor  # the shape model's code (empty: no occupancy channel)
     fc_std: Tensor
+    lg_mean: Tensor  # the shape model's log layer conditions (empty: logits alone)
+    lg_std: Tensor
     f_mean: Tensor
     f_std: Tensor
 
@@ -128,6 +131,8 @@ class ShowerGraph(nn.Module):
             self.register_buffer("l_std", _tensor(pre.layers.std))
             self.register_buffer("c_mean", _tensor(pre.layers.code_mean))
             self.register_buffer("c_std", _tensor(pre.layers.code_std))
+            self.register_buffer("lg_mean", _tensor(pre.layers.log_mean))
+            self.register_buffer("lg_std", _tensor(pre.layers.log_std))
             self.register_buffer("f_mean", _tensor(pre.fractions.mean))
             self.register_buffer("f_std", _tensor(pre.fractions.std))
             self.register_buffer("fc_mean", _tensor(pre.fractions.code_mean))
@@ -225,20 +230,25 @@ class ShowerGraph(nn.Module):
             left = left - e_i
         return torch.stack(out, 1).clamp(min=0.0)
 
-    def _layer_logits(self, layers: Tensor, energies: Tensor) -> Tensor:
-        """:meth:`LayerTransform.forward`: layer energies (B, Z) -> standardised logits."""
+    def _layer_conditions(self, layers: Tensor, energies: Tensor) -> Tensor:
+        """:meth:`LayerTransform.conditions`: layer energies (B, Z) -> standardised logits, then
+        (if the model has them) standardised logs."""
         total = layers.sum(1)
         left = torch.flip(torch.cumsum(torch.flip(layers, [1]), 1), [1])
         ratio = torch.where(left[:, :-1] > 0, layers[:, :-1] / left[:, :-1].clamp(min=1e-30), 0.0)
         u = torch.cat([(total / (self.layers_t.scale * energies))[:, None], ratio], 1)
-        return (_logit(u, self.layers_t.alpha) - self.l_mean) / self.l_std
+        x = (_logit(u, self.layers_t.alpha) - self.l_mean) / self.l_std
+        if not self.layers_t.log_mean:
+            return x
+        y = (torch.log(layers.clamp(min=0.0) + LOG_FLOOR_MEV) - self.lg_mean) / self.lg_std
+        return torch.cat([x, y], 1)
 
     def _factorized(self, parts: dict[str, Tensor], cond: Tensor, energies: Tensor) -> Tensor:
         z, a, r = self.mesh
         b = cond.shape[0]
         code = (self.layers_t.width,)
         layers = self._layers(self._sample("energy", parts["energy"], cond, code), energies)
-        shape_cond = torch.cat([cond, self._layer_logits(layers, energies)], 1)
+        shape_cond = torch.cat([cond, self._layer_conditions(layers, energies)], 1)
         channels = self.fractions_t.channels
         x = self._sample("shape", parts["shape"], shape_cond, (channels, *self.mesh)).reshape(b, -1)  # fmt: skip
         if channels == 1:

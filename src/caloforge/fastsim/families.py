@@ -86,9 +86,10 @@ def network_shape(family: str, part: str, preprocessing: Preprocessing) -> dict[
     if family == FACTORIZED and part == "energy":  # the layer transform's code
         width = preprocessing.layers.width if preprocessing.layers is not None else mesh[0]
         return {"dim": width, "n_cond": n_cond}
-    if family == FACTORIZED:  # the shape model also sees the Z layer logits
+    if family == FACTORIZED:  # the shape model also sees the layer conditions
         channels = preprocessing.fractions.channels if preprocessing.fractions is not None else 1
-        return {"mesh_shape": mesh, "n_cond": n_cond + mesh[0], "channels": channels}
+        layers = preprocessing.layers.cond_width if preprocessing.layers is not None else mesh[0]
+        return {"mesh_shape": mesh, "n_cond": n_cond + layers, "channels": channels}
     return {"mesh_shape": mesh, "n_cond": n_cond}
 
 

@@ -182,6 +182,7 @@ def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) ->
         seed=config.train.seed,
         limit=limit,
         occupancy=config.occupancy,
+        layer_logs=config.layer_logs,
     )
     energy = NetworkRecord(
         config.energy.preset, dict(config.energy.model), fs.energy.sigma_data, "energy.safetensors"

@@ -424,7 +424,7 @@ class FastSimModel:
             x_e = sample("energy", (layers_t.width,), cond, noise)  # (b, Z or 2 Z)
             layers = layers_t.decode(x_e.numpy(), energies)  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
-        layer_cond = torch.from_numpy(layers_t.forward(layers, energies))
+        layer_cond = torch.from_numpy(layers_t.conditions(layers, energies))
         code = (fractions_t.channels, *mesh)
         x_s = sample("shape", code, torch.cat([cond, layer_cond], 1), noise)
         showers = fractions_t.decode(x_s.reshape(len(energies), -1).numpy(), layers)
