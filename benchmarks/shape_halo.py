@@ -1,0 +1,118 @@
+"""The shape model alone, given Geant4's layer energies: its radial halo and its worst features.
+
+For each model (a model or run folder, optionally ``RUN@STEP``: the shape network's EMA weights
+of that kept checkpoint), the shape model shares out the layer energies of the first ``-n``
+held-out Geant4 showers (half A of ``2 n``); the table compares it with A per radial bin (the
+share of voxels holding energy, the mean energy profile) and the energy of the hits in the
+outer bins (r >= 6), and lists the high-level features whose histograms separate it most from
+half B (separation power), beside A's own against B.
+
+    python benchmarks/shape_halo.py --models runs/fidelity-study/factorized-layers-occupancy \\
+        runs/default@2500 [-n 300] [--reference data/siw-test.h5] [--out benchmarks/results/shape_halo.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from fidelity import _read, _split  # benchmarks/fidelity.py
+from safetensors.torch import load_file
+
+from caloforge.data.contract import voxel_threshold
+from caloforge.data.factorized import layer_energies
+from caloforge.evaluate.features import compute_features
+from caloforge.evaluate.metrics import histogram, histogram_edges, separation_power
+from caloforge.fastsim import FastSimModel, load_model, shower_seeds
+
+FEATURES = ("e_layer", "ec_eta", "ec_phi", "width_eta", "width_phi", "ec_r", "width_r", "sparsity", "e_r")  # fmt: skip
+OUTER = 6  # the first radial bin of the halo
+
+
+def _model(spec: str) -> FastSimModel:
+    """``RUN`` or ``RUN@STEP`` (the shape network's EMA weights of that checkpoint)."""
+    where, _, step = spec.partition("@")
+    model = load_model(where)
+    if step:
+        net = model.networks["shape"]
+        net.load_state_dict(load_file(Path(where) / "shape" / "checkpoints" / f"step-{int(step):07d}" / "ema.safetensors"))  # fmt: skip
+        model = model.with_trained("shape", net, int(step))
+    return model
+
+
+def _separations(reference, other, threshold: float) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
+    """(separation power from ``reference``, feature) of every high-level feature column."""
+    out = []
+    for name in FEATURES:
+        ref, got = getattr(reference, name), getattr(other, name)
+        for j in range(ref.shape[1]):
+            low = threshold if name == "e_layer" else None
+            edges = histogram_edges(ref[:, j], log=name == "e_layer", low=low)
+            out.append((separation_power(histogram(ref[:, j], edges), histogram(got[:, j], edges)), f"{name}[{j}]"))  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", required=True, help="RUN or RUN@STEP")
+    parser.add_argument("--reference", default="data/siw-test.h5")
+    parser.add_argument("-n", type=int, default=300, help="showers of half A (and of B)")
+    parser.add_argument("--worst", type=int, default=5, help="features listed per model")
+    parser.add_argument("--out", type=Path, help="Markdown file for the tables")
+    args = parser.parse_args()
+    a, b = _split(_read([args.reference], 2 * args.n), 2 * args.n)
+    first = _model(args.models[0])
+    mesh = first.preprocessing.mesh_shape
+    threshold, _ = voxel_threshold(first.record.calibrated)
+    for part in (a, b):
+        part.showers[part.showers < threshold] = 0.0
+    detector = str(a.attrs["detector_name"])
+    feats = {name: compute_features(d.showers, d.energies, a.binning, threshold) for name, d in (("A", a), ("B", b))}  # fmt: skip
+    base = {k: v for v, k in _separations(feats["B"], feats["A"], threshold)}
+
+    def radial(showers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = showers.reshape(len(showers), *mesh)
+        hits = x[..., OUTER:][x[..., OUTER:] > 0]
+        return (x > 0).mean(axis=(0, 1, 2)), x.sum(axis=(0, 1, 2)), np.quantile(hits, [0.1, 0.5, 0.9])  # fmt: skip
+
+    g4_share, g4_profile, g4_q = radial(a.showers)
+    r = mesh[2]
+    head = f"| showers | hits {' '.join(f'r{i}' for i in range(r))} | profile / G4, r1 ... r{r - 1} | outer hits 10/50/90 % |"  # fmt: skip
+    g4_row = f"| Geant4 (A) | {' '.join(f'{100 * v:.2g}' for v in g4_share)} | 1 | {' / '.join(f'{v:.2g}' for v in g4_q)} |"  # fmt: skip
+    lines = [
+        "# The shape model alone: radial halo and worst features",
+        "",
+        (
+            f"Command: `python benchmarks/shape_halo.py --models {' '.join(args.models)} "
+            f"--reference {args.reference} -n {args.n}`. Each model shares out the layer energies "
+            f"of {len(a)} held-out Geant4 showers (half A). Hits: voxels holding energy (%), per "
+            "radial bin; profile: mean energy per radial bin over A's; outer hits: the 10/50/90 % "
+            f"quantiles of the hit energies in radial bins >= {OUTER} (MeV)."
+        ),
+        "",
+        head,
+        "|---|---|---|---|",
+        g4_row,
+    ]
+    worst_lines = ["", "Worst features (separation power from half B; A's own in brackets):", ""]
+    for spec in args.models:
+        model = first if spec == args.models[0] else _model(spec)
+        seeds = shower_seeds(1, range(len(a)))
+        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layer_energies(a.showers, mesh))  # type: ignore[arg-type]  # fmt: skip
+        share, profile, q = radial(showers)
+        ratio = " ".join(f"{v:.2f}" for v in (profile / g4_profile)[1:])
+        lines.append(f"| {spec} | {' '.join(f'{100 * v:.2g}' for v in share)} | {ratio} | {' / '.join(f'{v:.2g}' for v in q)} |")  # fmt: skip
+        got = compute_features(showers, a.energies, a.binning, threshold)
+        worst = sorted(_separations(feats["B"], got, threshold), reverse=True)[: args.worst]
+        worst_lines.append(f"- {spec}: " + ", ".join(f"{name} {v:.2f} ({base[name]:.2f})" for v, name in worst))  # fmt: skip
+        print(lines[-1], flush=True)
+    text = "\n".join([*lines, *worst_lines, ""])
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
