@@ -46,7 +46,11 @@ def _draw_sizes(graph: ShowerGraph) -> list[int]:
         ("factorized", "heun", 3),
         ("calodit", "cd", 2),
         ("calodit", "heun", 3),
-        ("factorized-classic", "heun", 3),  # a model without occupancy bits
+        (
+            "factorized-classic",
+            "heun",
+            3,
+        ),  # a model without occupancy bits nor log layer conditions
     ],
 )
 def test_the_graph_makes_the_showers_generate_makes(
@@ -72,6 +76,7 @@ def test_the_graph_makes_the_showers_generate_makes(
     np.testing.assert_allclose(got.sum(axis=1), want.sum(axis=1), rtol=1e-4)
     if family.startswith("factorized"):
         assert model.preprocessing.fractions.channels == (1 if family == "factorized-classic" else 2)  # type: ignore[union-attr]  # fmt: skip
+        assert bool(model.preprocessing.layers.log_mean) == (family != "factorized-classic")  # type: ignore[union-attr]  # fmt: skip
         np.testing.assert_allclose(layer_energies(got, MESH.shape), layer_energies(want, MESH.shape), rtol=1e-4, atol=1e-3)  # fmt: skip
 
 
