@@ -23,13 +23,14 @@ the baseline), AUC high (<= 0.75) and FPD (<= 3x the baseline).
     python benchmarks/fidelity.py --model runs/factorized [--reference data/siw-test.h5]
         [-n 10000] [--results benchmarks/results/fidelity_NAME.md] [--no-diagnostics]
 
-``--report DIR`` writes the model's comparison as ``caloforge evaluate`` does (the same
-settings; ``metrics.json``, plots, ``index.html``), e.g. for ``scripts/ship_default_model.py
---evaluation DIR``. ``-n`` is the size of the held-out set used (A and B get half each). ``--samples FILE.npz``
+``-n`` is the size of the held-out set used (A and B get half each). ``--samples FILE.npz``
 keeps the generated showers (the model's, and with G4 layers) with their conditions, the
 model's weight checksums, the seed and the sampler: a later call with the same model, seed and
-sampler whose half A starts with the same showers reuses them (each shower has its own noise
-stream, so the first 5000 of a 10k-vs-10k run are exactly a 5k-vs-5k run's showers). Needs the held-out files
+sampler whose half A starts with the same conditions reuses them (each shower has its own noise
+stream, so the first 5000 of a 10k-vs-10k run are exactly a 5k-vs-5k run's showers).
+``--report DIR`` writes the model's comparison as ``caloforge evaluate`` does (the same
+settings; ``metrics.json``, plots, ``index.html``), e.g. for ``scripts/ship_default_model.py
+--evaluation DIR``. Needs the held-out files
 of ``scripts/make-datasets.sh`` (seeds never used in training): ``siw-test`` (seed 2) for
 5k vs 5k, with ``siw-test-b`` (seed 5) for 10k vs 10k (``--reference data/siw-test.h5
 data/siw-test-b.h5 -n 20000``).
@@ -171,11 +172,11 @@ def _bins(result: Comparison) -> list[str]:
             continue
         base = entry.get("baseline", {})
         auc, auc_base = Measured.read(entry["auc_high"]), Measured.read(base.get("auc_high"))
-        sep, sep_base = entry["separation_power"].get("e_ratio"), base.get("separation_power", {}).get("e_ratio")  # fmt: skip
+        seps = (entry.get("separation_power", {}).get("e_ratio"), base.get("separation_power", {}).get("e_ratio"))  # fmt: skip
+        sep, sep_base = ("-" if v is None else f"{v:.4g}" for v in seps)
         rows.append(
             f"| {entry['label']} | {entry['n_generated']} | {auc.format() if auc else '-'} | "
-            f"{auc_base.format() if auc_base else '-'} | {sep:.4g} | "
-            f"{'-' if sep_base is None else f'{sep_base:.4g}'} |"
+            f"{auc_base.format() if auc_base else '-'} | {sep} | {sep_base} |"
         )
     if not rows:
         return []
@@ -233,18 +234,19 @@ class SampleCache:
                 if str(f["key"]) == key:
                     self.arrays = {k: f[k] for k in f.files if k != "key"}
 
-    def get(self, name: str, energies: np.ndarray) -> np.ndarray | None:
-        """The cached showers ``name`` of the first ``len(energies)`` conditions, if cached."""
-        kept, conds = self.arrays.get(name), self.arrays.get(f"{name}_energies")
-        n = len(energies)
-        if kept is None or conds is None or len(kept) < n or not np.array_equal(conds[:n], energies):  # fmt: skip
+    def get(self, name: str, conditions: np.ndarray) -> np.ndarray | None:
+        """The cached showers ``name`` at ``conditions`` (N, k), if they are the first N kept."""
+        kept, conds = self.arrays.get(name), self.arrays.get(f"{name}_conditions")
+        n = len(conditions)
+        if kept is None or conds is None or len(kept) < n or not np.array_equal(conds[:n], conditions):  # fmt: skip
             return None
         return kept[:n]
 
-    def put(self, name: str, energies: np.ndarray, showers: np.ndarray) -> None:
-        if self.path is None or (name in self.arrays and len(self.arrays[name]) >= len(showers)):
+    def put(self, name: str, conditions: np.ndarray, showers: np.ndarray) -> None:
+        """Keep ``showers`` at ``conditions`` (N, k), unless those kept already cover them."""
+        if self.path is None or self.get(name, conditions) is not None:
             return
-        self.arrays.update({name: showers, f"{name}_energies": energies})
+        self.arrays.update({name: showers, f"{name}_conditions": conditions})
         tmp = self.path.with_name(self.path.name + ".part.npz")
         np.savez(tmp, **{"key": np.array(self.key), **self.arrays})  # type: ignore[arg-type]
         os.replace(tmp, self.path)
@@ -284,17 +286,18 @@ def fidelity(
     detector = str(data.attrs["detector_name"])
     config = EvaluationConfig()
     seeds = shower_seeds(seed, range(len(a)))
+    conditions = np.column_stack([v for v in (a.energies, a.theta, a.phi) if v is not None])
 
     def sample(layers: np.ndarray | None = None) -> tuple[ShowerData, float]:
         """Showers at A's conditions and the seconds it took to sample them (NaN: cached)."""
         name = "model" if layers is None else "g4_layers"
         start = time.perf_counter()
-        showers = cache.get(name, a.energies)
+        showers = cache.get(name, conditions)
         if showers is not None:
             return _like(a, showers), float("nan")
         showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layers, settings=settings)  # type: ignore[arg-type]  # fmt: skip
         seconds = time.perf_counter() - start
-        cache.put(name, a.energies, showers)
+        cache.put(name, conditions, showers)
         return _like(a, showers), seconds
 
     lines = [

@@ -37,17 +37,25 @@ def test_the_cache_gives_back_a_prefix_of_the_same_model_seed_and_sampler(teache
     model = load_model(teachers["factorized"])
     path = tmp_path / "samples.npz"
     key = _sample_key(model, 1, None)
-    e = np.arange(1.0, 7.0)
+    conds = np.column_stack([np.arange(1.0, 7.0), np.full(6, 1.5)])  # energy, theta
     showers = np.random.default_rng(0).random((6, 4))
-    SampleCache(path, key).put("model", e, showers)
+    SampleCache(path, key).put("model", conds, showers)
     again = SampleCache(path, key)
-    np.testing.assert_array_equal(again.get("model", e[:4]), showers[:4])
-    assert again.get("model", e[1:5]) is None  # other conditions
-    assert again.get("model", np.arange(1.0, 9.0)) is None  # more than kept
-    assert again.get("g4_layers", e) is None
-    assert SampleCache(path, _sample_key(model, 2, None)).get("model", e) is None  # other seed
+    np.testing.assert_array_equal(again.get("model", conds[:4]), showers[:4])
+    assert again.get("model", conds[1:5]) is None  # other conditions
+    other_theta = conds[:4].copy()
+    other_theta[2, 1] = 1.6
+    assert again.get("model", other_theta) is None
+    assert again.get("model", np.vstack([conds, conds[:2]])) is None  # more than kept
+    assert again.get("g4_layers", conds) is None
+    assert SampleCache(path, _sample_key(model, 2, None)).get("model", conds) is None  # other seed
     other = _sample_key(model, 1, SamplerSettings(steps=4))
-    assert SampleCache(path, other).get("model", e) is None  # other sampler
+    assert SampleCache(path, other).get("model", conds) is None  # other sampler
+    # showers at other conditions replace those kept; a prefix of those kept does not
+    again.put("model", conds[1:3], showers[:2])
+    np.testing.assert_array_equal(SampleCache(path, key).get("model", conds[1:3]), showers[:2])
+    again.put("model", conds[1:2], showers[5:6])
+    np.testing.assert_array_equal(SampleCache(path, key).get("model", conds[1:3]), showers[:2])
     assert not path.with_name(path.name + ".part.npz").exists()
 
 
