@@ -26,7 +26,6 @@ from caloforge.evaluate.features import compute_features
 from caloforge.evaluate.metrics import histogram, histogram_edges, separation_power
 from caloforge.fastsim import FastSimModel, load_model, shower_seeds
 
-FEATURES = ("e_layer", "ec_eta", "ec_phi", "width_eta", "width_phi", "ec_r", "width_r", "sparsity", "e_r")  # fmt: skip
 OUTER = 6  # the first radial bin of the halo
 
 
@@ -41,15 +40,19 @@ def _model(spec: str) -> FastSimModel:
     return model
 
 
+def _named(features) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The evaluation's named features, and the energy of each radial bin (``e_r_<r>``)."""
+    return {**features.named(), **{f"e_r_{j}": features.e_r[:, j] for j in range(features.e_r.shape[1])}}  # fmt: skip
+
+
 def _separations(reference, other, threshold: float) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
-    """(separation power from ``reference``, feature) of every high-level feature column."""
+    """(separation power from ``reference``, feature) of every feature of :func:`_named`."""
     out = []
-    for name in FEATURES:
-        ref, got = getattr(reference, name), getattr(other, name)
-        for j in range(ref.shape[1]):
-            low = threshold if name == "e_layer" else None
-            edges = histogram_edges(ref[:, j], log=name == "e_layer", low=low)
-            out.append((separation_power(histogram(ref[:, j], edges), histogram(got[:, j], edges)), f"{name}[{j}]"))  # fmt: skip
+    got = _named(other)
+    for name, ref in _named(reference).items():
+        log = name.startswith("e_layer_")
+        edges = histogram_edges(ref, log=log, low=threshold if log else None)
+        out.append((separation_power(histogram(ref, edges), histogram(got[name], edges)), name))
     return out
 
 
