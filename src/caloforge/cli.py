@@ -442,6 +442,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         limit=args.limit,
         part=args.part,
+        init=args.init,
         progress=not args.no_progress,
     )
     if result.is_main:
@@ -472,6 +473,11 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--config", help="YAML run configuration (see configs/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. train.lr=2e-4")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this trained model's weights and preprocessing (default or a folder)",
+    )
     p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

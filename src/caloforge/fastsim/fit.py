@@ -6,8 +6,14 @@ and the model itself (``model.json`` and weights, rewritten at every checkpoint)
 ``caloforge sample --model RUN`` works during and after training.
 
 Resume rules: a folder that holds a run is continued only when asked to; a resumed run keeps
-its settings and data, only its number of steps may change. Under ``torchrun`` every process
-runs :func:`fit`; the main one writes.
+its settings, data and starting model, only its number of steps may change. Under ``torchrun``
+every process runs :func:`fit`; the main one writes.
+
+A run may start from a trained model's weights instead of random ones (``init``: e.g. the
+shipped default, to train it further on a machine whose earlier run folder is gone). It then
+keeps that model's preprocessing (transforms, condition ranges, detector slots and each
+network's sigma_data), so the weights mean what they meant; its learning-rate schedule starts
+again (a warm restart). The model's record names it (``init_from``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from typing import Any
 import torch
 import yaml
 
-from caloforge.atomic import os_reason, output_lock, write_json_atomic, write_text_atomic
+from caloforge.atomic import (
+    file_sha256,
+    os_reason,
+    output_lock,
+    write_json_atomic,
+    write_text_atomic,
+)
 from caloforge.config import RunConfig, TrainConfig, config_to_dict, load_config
 from caloforge.data.datasets import (
     FactorizedSet,
@@ -33,10 +45,11 @@ from caloforge.data.datasets import (
     load_factorized_set,
     load_training_set,
 )
+from caloforge.data.transforms import Preprocessing
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import OutputError, SpecError
 from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
-from caloforge.fastsim.model import FastSimModel
+from caloforge.fastsim.model import FastSimModel, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, TrainingRecord
 from caloforge.resources import check_space
 from caloforge.train import distributed
@@ -91,12 +104,14 @@ def resolve_config(
     steps: int | None,
     resume: bool,
     limit: int | None,
+    init: str | Path | None = None,
 ) -> RunConfig:
     """The run's configuration: a new one, or the recorded one of a run being resumed.
 
     Raises:
         SpecError: for a folder holding a run without ``resume``, or a resumed run given other
-            data, limit or settings than it was started with (only ``steps`` may change).
+            data, limit, starting model or settings than it was started with (only ``steps``
+            may change).
     """
     resolved = out / CONFIG_FILE
     new_overrides = [*overrides, *([f"train.steps={steps}"] if steps is not None else [])]
@@ -117,6 +132,11 @@ def resolve_config(
         raise SpecError(f"differs from the files the run in {out} was started with", subject="data")
     if recorded is not None and limit != recorded.get("limit"):
         raise SpecError(f"differs from the run in {out} ({recorded.get('limit')})", subject="limit")
+    started_from = (recorded or {}).get("init", {}).get("model")
+    if recorded is not None and init is None and started_from is not None:
+        raise SpecError(f"the run in {out} started from {started_from}; resume it with that --init")  # fmt: skip
+    if recorded is not None and init is not None and started_from is None:
+        raise SpecError(f"the run in {out} started from random weights; resume it without --init")  # fmt: skip
     if config_path or overrides:
         # the settings given explicitly (in a config file or as overrides) must be the run's
         requested = _flatten(config_to_dict(load_config(RunConfig, config_path, overrides)))
@@ -163,10 +183,16 @@ def _record(
     )
 
 
-def _calodit(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
-    """One CaloDiT of the whole shower."""
+def _calodit(
+    config: RunConfig, data: list[str | Path], limit: int | None, given: Preprocessing | None
+) -> _Pipeline:
+    """One CaloDiT of the whole shower (``given``: the preprocessing of an initial model)."""
     ts = load_training_set(
-        data, val_fraction=config.train.val_fraction, seed=config.train.seed, limit=limit
+        data,
+        val_fraction=config.train.val_fraction,
+        seed=config.train.seed,
+        limit=limit,
+        preprocessing=given,
     )
     shower = NetworkRecord(config.preset, dict(config.model), ts.sigma_data)
     record = _record(config, CALODIT, {"shower": shower}, ts)
@@ -174,13 +200,16 @@ def _calodit(config: RunConfig, data: list[str | Path], limit: int | None) -> _P
     return _Pipeline(record, {"shower": (tensors, config.train)}, ts.files)
 
 
-def _factorized(config: RunConfig, data: list[str | Path], limit: int | None) -> _Pipeline:
+def _factorized(
+    config: RunConfig, data: list[str | Path], limit: int | None, given: Preprocessing | None
+) -> _Pipeline:
     """An energy model of the layer energies, and a shape model of the layer fractions."""
     fs = load_factorized_set(
         data,
         val_fraction=config.train.val_fraction,
         seed=config.train.seed,
         limit=limit,
+        preprocessing=given,
         occupancy=config.occupancy,
         layer_logs=config.layer_logs,
     )
@@ -223,6 +252,7 @@ def fit(
     resume: bool = False,
     limit: int | None = None,
     part: str | None = None,
+    init: str | Path | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Train a model on shower files into the run folder ``out``, or resume the run there.
@@ -243,11 +273,14 @@ def fit(
         resume: continue the run in ``out``.
         limit: use only the first ``limit`` showers of each file.
         part: train only this network of the pipeline (default: all).
+        init: start from this trained model's weights and preprocessing (``"default"`` or a
+            model directory of the same family, presets and detectors; see the module doc).
         progress: show a progress bar.
 
     Raises:
         SpecError: for bad settings or resume rules (see :func:`resolve_config`), an unknown
-            family or part.
+            family or part, an ``init`` model that does not match the configuration or has
+            changed since the run started.
         DataError: for unreadable or incompatible training files.
         OutputError: if the run folder cannot be written.
     """
@@ -273,6 +306,7 @@ def fit(
             steps=steps,
             resume=resume,
             limit=limit,
+            init=init,
         )
         if config.family not in FAMILIES:
             raise SpecError(
@@ -284,11 +318,14 @@ def fit(
                 f"{part!r} is not a network of a {config.family} model ({', '.join(parts)})",
                 subject="part",
             )
+        parent = _init_model(init, config, out) if init is not None else None
         dist.barrier()  # every process has looked at the folder before the main one writes
         build = _factorized if config.family == FACTORIZED else _calodit
-        pipeline = build(config, list(data), limit)
+        pipeline = build(config, list(data), limit, parent.preprocessing if parent else None)
         torch.manual_seed(config.train.seed)  # the same initial weights on every process
         model = FastSimModel.build(pipeline.record)
+        if parent is not None and init is not None:
+            model = _from_parent(model, parent, init)
         if dist.is_main:
             # per checkpoint: weights, EMA and two Adam moments (float32); two kept and one
             # being written, and the exported model
@@ -300,10 +337,10 @@ def fit(
             write_text_atomic(
                 out / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
             )
-            write_json_atomic(
-                out / RUN_FILE,
-                {"data": [str(Path(p)) for p in data], "limit": limit, "files": pipeline.files},
-            )
+            started = {"data": [str(Path(p)) for p in data], "limit": limit}
+            if init is not None:
+                started["init"] = model.record.extra["init_from"]
+            write_json_atomic(out / RUN_FILE, {**started, "files": pipeline.files})
             if len(parts) > 1:
                 model = _start_pipeline(model, out)
         dist.barrier()
@@ -319,6 +356,70 @@ def fit(
         dist.close()
         lock.close()
     return FitResult(out, trained, dist.is_main)
+
+
+def _init_model(init: str | Path, config: RunConfig, out: Path) -> FastSimModel:
+    """The model a run starts from, checked against the configuration and, for a run being
+    resumed, against the one it started from."""
+    parent = load_model(init)
+    what = "the shipped default model" if str(init) == "default" else str(init)
+    if parent.record.family != config.family:
+        raise SpecError(f"{what} is a {parent.record.family} model; the configuration trains a {config.family} one", subject="init")  # fmt: skip
+    wanted = {"shape" if config.family == FACTORIZED else "shower": (config.preset, dict(config.model))}  # fmt: skip
+    if config.family == FACTORIZED:
+        wanted["energy"] = (config.energy.preset, dict(config.energy.model))
+    for part, (preset, settings) in wanted.items():
+        have = parent.record.networks[part]
+        if (have.preset, _json(have.options)) != (preset, _json(settings)):
+            raise SpecError(
+                f"the {part} network of {what} is {have.preset} {have.options or ''}; "
+                f"the configuration's is {preset} {settings or ''}",
+                subject="init",
+            )
+    try:
+        recorded = json.loads((out / RUN_FILE).read_text()).get("init")
+    except (OSError, ValueError):
+        recorded = None
+    sha = file_sha256(model_dir(init) / META_FILE)
+    if recorded is not None and recorded.get("model_json_sha256") != sha:
+        raise SpecError(
+            f"{what} has changed since the run in {out} started from it; a resumed run keeps "
+            "its starting model (start a new run from the new one)",
+            subject="init",
+        )
+    return parent
+
+
+def _json(value: Any) -> Any:
+    """``value`` as JSON types (tuples become lists), to compare a record with a config."""
+    return json.loads(json.dumps(value))
+
+
+def _from_parent(model: FastSimModel, parent: FastSimModel, init: str | Path) -> FastSimModel:
+    """``model`` (built on the parent's preprocessing) with the parent's weights, sigma_data
+    and detector slots, its record naming the parent."""
+    record = parent.record
+    networks = {
+        part: replace(net, sigma_data=record.networks[part].sigma_data)
+        for part, net in model.record.networks.items()
+    }
+    init_from = {
+        "model": "default" if str(init) == "default" else str(model_dir(init)),
+        "model_json_sha256": file_sha256(model_dir(init) / META_FILE),
+        "steps": dict(record.training.part_steps)
+        or {"shower": record.training.completed_steps or record.training.steps},
+    }
+    child = FastSimModel.build(
+        replace(
+            model.record,
+            networks=networks,
+            detectors=dict(record.detectors),
+            extra={**model.record.extra, "init_from": init_from},
+        )
+    )
+    for part, net in child.networks.items():
+        net.load_state_dict(parent.networks[part].state_dict())
+    return child
 
 
 def _remove_if_unused(out: Path) -> None:
