@@ -5,7 +5,11 @@
 # the shape model (STEPS, default 15k: ~0.9 s per step here, ~3.7 h; a checkpoint kept every
 # 2500 steps). The run lives outside the
 # work tree (RUNS, default ~/caloforge-runs); a killed run resumes: run this script again.
+# A session too short for the whole run trains a stage of it and ships that (the model card says
+# which); the next stage starts from the shipped weights (INIT=default: `train --init`, a warm
+# restart of the learning-rate schedule) in a new run folder.
 #   scripts/train-default.sh                      # -> $RUNS/default
+#   INIT=default STEPS=4000 scripts/train-default.sh $RUNS/default-stage2
 #   CONFIG=configs/calodit-cpu.yaml STEPS=10000 scripts/train-default.sh $RUNS/calodit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,7 @@ scripts/make-datasets.sh siw-train-a siw-train-b scipb
 data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
 resume=()
 if [[ -f $out/config.yaml ]]; then resume=(--resume); fi
+if [[ -n ${INIT:-} ]]; then resume+=(--init "$INIT"); fi
 energy=()
 if grep -q "^family: factorized" "$config"; then energy=(--set energy.train.steps="${ENERGY_STEPS:-20000}"); fi
 .venv/bin/caloforge train --config "$config" --out "$out" "${resume[@]}" "${energy[@]}" \
