@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,7 +372,8 @@ def main() -> None:
     )
     print(report.text)
     if args.results:
-        args.results.write_text(report.text)
+        command = " ".join(["python", "benchmarks/fidelity.py", *sys.argv[1:]])
+        args.results.write_text(f"Command: `{command}`\n\n{report.text}")
         print(f"wrote {args.results}")
 
 

@@ -1,8 +1,9 @@
 """Ship a trained run as the package's default model, with its model card.
 
-    python scripts/ship_default_model.py --run runs/calodit-cpu --evaluation runs/default-eval/report
+    python scripts/ship_default_model.py --run runs/default --evaluation runs/report-5k \
+        --config configs/factorized-cpu.yaml --results benchmarks/results/fidelity_default_5k.md
 
-Copies ``model.json`` and ``model.safetensors`` of the run into
+Copies ``model.json`` and the weights of the run into
 ``src/caloforge/models/default/`` and writes ``MODEL_CARD.md`` beside them from the run's
 records (data, steps, wall time) and the evaluation report of the model against held-out
 Geant4 showers (``caloforge evaluate``'s ``metrics.json``).
@@ -42,6 +43,11 @@ def main() -> None:
     parser.add_argument(
         "--config", default="configs/calodit-cpu.yaml", help="the config the run was trained with"
     )
+    parser.add_argument(
+        "--results",
+        default="benchmarks/results/default_model.md",
+        help="the recorded evaluation (Markdown) that the card points to",
+    )
     args = parser.parse_args()
     model = load_model(args.run)  # checks that the run holds a complete model
     result = Comparison.from_metrics(json.loads((args.evaluation / "metrics.json").read_text()))
@@ -50,6 +56,13 @@ def main() -> None:
     run_dir = args.run / voxel_part if len(record.networks) > 1 else args.run
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     last = rows[-1]
+    init_from = record.extra.get("init_from")
+    started = (
+        f", started from {init_from['model']} (trained {init_from['steps']} steps before; "
+        "`train --init`, a warm restart)"
+        if init_from
+        else ""
+    )
     assert result.auc_high is not None, "the evaluation has no high-level AUC"
     measured = (
         f"classifier AUC low {result.auc_low.format() if result.auc_low else '-'}, high "
@@ -91,7 +104,7 @@ def main() -> None:
         (
             f"- **Training**: {record.training.completed_steps} steps "
             f"{' (per network: ' + str(record.training.part_steps) + ')' if record.training.part_steps else ''} "
-            f"(`scripts/train-default.sh`, {args.config}), "
+            f"(`scripts/train-default.sh`, {args.config}){started}, "
             f"{_wall_hours(rows):.2f} h of wall time on 2 CPU cores (summed over the resumed "
             f"segments; a shared machine makes it vary); final loss {last['loss']}, validation loss "
             f"{next((r['val_loss'] for r in reversed(rows) if r['val_loss']), '-')}."
@@ -106,8 +119,8 @@ def main() -> None:
         "",
         (
             "The baseline compares two disjoint parts of the held-out "
-            "Geant4 showers. Reproduce: `scripts/make-datasets.sh && scripts/train-default.sh && "
-            "python benchmarks/default_model.py` (all results: benchmarks/results/default_model.md)."
+            "Geant4 showers. Reproduce: `scripts/make-datasets.sh && scripts/train-default.sh`, "
+            f"then the evaluation recorded in {args.results} (its command is there)."
         ),
         "",
     ]
