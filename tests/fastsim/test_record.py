@@ -20,6 +20,17 @@ def _shipped() -> dict:
     return json.loads((default_model_dir() / META_FILE).read_text())
 
 
+@pytest.fixture
+def calodit(teachers: dict[str, Path]) -> Path:
+    """A model of the one-network family (a tiny trained one: the shipped default may be of
+    another family)."""
+    return teachers["calodit"]
+
+
+def _record(model: Path) -> dict:
+    return json.loads((model / META_FILE).read_text())
+
+
 def test_the_record_round_trips() -> None:
     data = _shipped()
     record = ModelRecord.from_dict(data)
@@ -29,16 +40,18 @@ def test_the_record_round_trips() -> None:
     assert family_of(record).parts == tuple(record.networks)
 
 
-def test_version_1_records_are_read_as_calodit(tmp_path: Path) -> None:
+def test_version_1_records_are_read_as_calodit(calodit: Path, tmp_path: Path) -> None:
     """A model written before the record was typed (one network, fields at the top level)."""
-    data = _shipped()
+    data = _record(calodit)
     network = data["networks"]["shower"]
     v1 = {k: v for k, v in data.items() if k not in ("format_version", "family", "networks")}
     v1.update(preset=network["preset"], model=network["options"], sigma_data=network["sigma_data"])
-    copy_model("default", tmp_path)
+    copy_model(calodit, tmp_path)
     (tmp_path / META_FILE).write_text(json.dumps(v1))
-    old, new = load_model(tmp_path), load_model("default")
-    assert old.record == new.record
+    old, new = load_model(tmp_path), load_model(calodit)
+    # version 1 recorded no weight checksums
+    unchecked = {k: replace(n, sha256=None) for k, n in new.record.networks.items()}
+    assert old.record == replace(new.record, networks=unchecked)
     for a, b in zip(old.net.state_dict().values(), new.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
@@ -53,17 +66,22 @@ def test_version_1_records_are_read_as_calodit(tmp_path: Path) -> None:
         ({"preprocessing": {}}, "malformed model description"),
     ],
 )
-def test_bad_records_are_refused(tmp_path: Path, change: dict, message: str) -> None:
-    copy_model("default", tmp_path)
-    (tmp_path / META_FILE).write_text(json.dumps({**_shipped(), **change}))
+def test_bad_records_are_refused(calodit: Path, tmp_path: Path, change: dict, message: str) -> None:
+    copy_model(calodit, tmp_path)
+    (tmp_path / META_FILE).write_text(json.dumps({**_record(calodit), **change}))
     with pytest.raises(DataError, match=message):
         load_model(tmp_path)
 
 
-def test_missing_or_truncated_weights_are_one_clear_error(tmp_path: Path) -> None:
-    copy_model("default", tmp_path)
+def test_missing_or_truncated_weights_are_one_clear_error(calodit: Path, tmp_path: Path) -> None:
+    copy_model(calodit, tmp_path)
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DataError, match="is damaged"):
+        load_model(tmp_path)
+    record = _record(tmp_path)
+    del record["networks"]["shower"]["sha256"]  # a record without checksums (older writers)
+    (tmp_path / META_FILE).write_text(json.dumps(record))
     with pytest.raises(DataError, match="cannot load the weights"):
         load_model(tmp_path)
     weights.unlink()
@@ -71,20 +89,22 @@ def test_missing_or_truncated_weights_are_one_clear_error(tmp_path: Path) -> Non
         load_model(tmp_path)
 
 
-def test_saved_weights_are_the_models_and_the_record_says_when(tmp_path: Path) -> None:
-    model = load_model("default")
+def test_saved_weights_are_the_models_and_the_record_says_when(
+    calodit: Path, tmp_path: Path
+) -> None:
+    model = load_model(calodit)
     later = model.with_trained("shower", model.net, 12345)
     later.save(tmp_path)
     again = load_model(tmp_path)
     expected = replace(model.record, training=replace(model.record.training, completed_steps=12345))
     assert again.record == replace(expected, networks=again.record.networks)
     shower = again.record.networks["shower"]
-    assert replace(shower, sha256=None) == model.record.networks["shower"]
+    assert shower == model.record.networks["shower"]  # the same weights, the same checksum
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
 
 
-def test_saved_weights_carry_a_checksum_that_is_checked(tmp_path: Path) -> None:
-    load_model("default").save(tmp_path)
+def test_saved_weights_carry_a_checksum_that_is_checked(calodit: Path, tmp_path: Path) -> None:
+    load_model(calodit).save(tmp_path)
     record = json.loads((tmp_path / META_FILE).read_text())
     assert len(record["networks"]["shower"]["sha256"]) == 64
     weights = tmp_path / "model.safetensors"
