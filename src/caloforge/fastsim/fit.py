@@ -48,7 +48,7 @@ from caloforge.data.datasets import (
 from caloforge.data.transforms import Preprocessing
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import OutputError, SpecError
-from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES
+from caloforge.fastsim.families import CALODIT, FACTORIZED, FAMILIES, voxel_part
 from caloforge.fastsim.model import FastSimModel, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, ModelRecord, NetworkRecord, TrainingRecord
 from caloforge.resources import check_space
@@ -318,14 +318,14 @@ def fit(
                 f"{part!r} is not a network of a {config.family} model ({', '.join(parts)})",
                 subject="part",
             )
-        parent = _init_model(init, config, out) if init is not None else None
+        start = _init_model(init, config, out) if init is not None else None
         dist.barrier()  # every process has looked at the folder before the main one writes
         build = _factorized if config.family == FACTORIZED else _calodit
-        pipeline = build(config, list(data), limit, parent.preprocessing if parent else None)
+        pipeline = build(config, list(data), limit, start[0].preprocessing if start else None)
         torch.manual_seed(config.train.seed)  # the same initial weights on every process
         model = FastSimModel.build(pipeline.record)
-        if parent is not None and init is not None:
-            model = _from_parent(model, parent, init)
+        if start is not None:
+            model = _from_parent(model, *start)
         if dist.is_main:
             # per checkpoint: weights, EMA and two Adam moments (float32); two kept and one
             # being written, and the exported model
@@ -337,9 +337,9 @@ def fit(
             write_text_atomic(
                 out / CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
             )
-            started = {"data": [str(Path(p)) for p in data], "limit": limit}
-            if init is not None:
-                started["init"] = model.record.extra["init_from"]
+            started: dict[str, Any] = {"data": [str(Path(p)) for p in data], "limit": limit}
+            if start is not None:
+                started["init"] = start[1]
             write_json_atomic(out / RUN_FILE, {**started, "files": pipeline.files})
             if len(parts) > 1:
                 model = _start_pipeline(model, out)
@@ -358,14 +358,16 @@ def fit(
     return FitResult(out, trained, dist.is_main)
 
 
-def _init_model(init: str | Path, config: RunConfig, out: Path) -> FastSimModel:
+def _init_model(
+    init: str | Path, config: RunConfig, out: Path
+) -> tuple[FastSimModel, dict[str, Any]]:
     """The model a run starts from, checked against the configuration and, for a run being
-    resumed, against the one it started from."""
+    resumed, against the one it started from; and what the record says of it (``init_from``)."""
     parent = load_model(init)
     what = "the shipped default model" if str(init) == "default" else str(init)
     if parent.record.family != config.family:
         raise SpecError(f"{what} is a {parent.record.family} model; the configuration trains a {config.family} one", subject="init")  # fmt: skip
-    wanted = {"shape" if config.family == FACTORIZED else "shower": (config.preset, dict(config.model))}  # fmt: skip
+    wanted = {voxel_part(config.family): (config.preset, dict(config.model))}
     if config.family == FACTORIZED:
         wanted["energy"] = (config.energy.preset, dict(config.energy.model))
     for part, (preset, settings) in wanted.items():
@@ -376,18 +378,24 @@ def _init_model(init: str | Path, config: RunConfig, out: Path) -> FastSimModel:
                 f"the configuration's is {preset} {settings or ''}",
                 subject="init",
             )
+    training = parent.record.training
+    init_from = {
+        "model": "default" if str(init) == "default" else str(model_dir(init)),
+        "model_json_sha256": file_sha256(model_dir(init) / META_FILE),
+        "steps": dict(training.part_steps)
+        or {"shower": training.completed_steps or training.steps},
+    }
     try:
         recorded = json.loads((out / RUN_FILE).read_text()).get("init")
     except (OSError, ValueError):
         recorded = None
-    sha = file_sha256(model_dir(init) / META_FILE)
-    if recorded is not None and recorded.get("model_json_sha256") != sha:
+    if recorded is not None and recorded.get("model_json_sha256") != init_from["model_json_sha256"]:  # fmt: skip
         raise SpecError(
             f"{what} has changed since the run in {out} started from it; a resumed run keeps "
             "its starting model (start a new run from the new one)",
             subject="init",
         )
-    return parent
+    return parent, init_from
 
 
 def _json(value: Any) -> Any:
@@ -395,19 +403,13 @@ def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _from_parent(model: FastSimModel, parent: FastSimModel, init: str | Path) -> FastSimModel:
+def _from_parent(model: FastSimModel, parent: FastSimModel, init_from: dict[str, Any]) -> FastSimModel:  # fmt: skip
     """``model`` (built on the parent's preprocessing) with the parent's weights, sigma_data
-    and detector slots, its record naming the parent."""
+    and detector slots, its record naming the parent (``init_from``)."""
     record = parent.record
     networks = {
         part: replace(net, sigma_data=record.networks[part].sigma_data)
         for part, net in model.record.networks.items()
-    }
-    init_from = {
-        "model": "default" if str(init) == "default" else str(model_dir(init)),
-        "model_json_sha256": file_sha256(model_dir(init) / META_FILE),
-        "steps": dict(record.training.part_steps)
-        or {"shower": record.training.completed_steps or record.training.steps},
     }
     child = FastSimModel.build(
         replace(
