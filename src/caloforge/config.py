@@ -249,6 +249,10 @@ class EnergyModelConfig:
     preset: str = "energy-mlp"  # backbone preset (caloforge.models.registry)
     model: Mapping[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
     train: TrainConfig = ENERGY_TRAINING
+    # the code's values standardised per detector and incident energy, not globally
+    # (caloforge.data.factorized); a run started from a model without it (--init) fits it and
+    # trains the energy network afresh
+    conditional: bool = False
 
 
 @dataclass(frozen=True)

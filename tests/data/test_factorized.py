@@ -38,6 +38,64 @@ def test_layer_transform_round_trips() -> None:
     assert again == transform
 
 
+def _two_detectors(n: int = 4000, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layer energies of two sampling calorimeters (responses 3 % and 17 %) whose resolution
+    improves as 1/sqrt(E): the response is two narrow peaks far apart at high energy."""
+    rng = np.random.default_rng(seed)
+    energies = 10.0 ** rng.uniform(3, 5, n)
+    slots = rng.integers(0, 2, n)
+    response = np.where(slots == 0, 0.03, 0.17)
+    total = energies * response * (1 + 0.2 / np.sqrt(energies / 1e3) * rng.standard_normal(n))
+    shares = rng.dirichlet(np.ones(MESH[0]) * 2.0, n)
+    return total[:, None] * shares, energies, slots
+
+
+def test_conditional_code_has_unit_spread_per_detector_and_energy() -> None:
+    """The response's code spreads ~1 in each detector at each energy; the global one ~0.05."""
+    layers, energies, slots = _two_detectors()
+    glob = LayerTransform.fit(layers, energies, groups=slots)
+    cond = LayerTransform.fit(layers, energies, groups=slots, conditional=True)
+    assert cond.conditional
+    assert not glob.conditional
+    assert (cond.mean, cond.std, cond.log_mean) == (glob.mean, glob.std, glob.log_mean)
+    high = energies > 3e4
+    for slot in (0, 1):
+        rows = high & (slots == slot)
+        g = glob.encode(layers[rows], energies[rows], groups=slots[rows])[:, 0]
+        c = cond.encode(layers[rows], energies[rows], groups=slots[rows])[:, 0]
+        assert float(g.std()) < 0.15
+        assert 0.7 < float(c.std()) < 1.3
+        assert abs(float(c.mean())) < 0.3
+    code = cond.encode(layers, energies, seed=1, groups=slots)
+    np.testing.assert_allclose(cond.decode(code, energies, slots), layers, rtol=2e-4, atol=1e-6)
+    # decoded with another slot's statistics, a code means another response
+    other = cond.decode(code, energies, 1 - slots)
+    assert not np.allclose(other.sum(1), layers.sum(1), rtol=0.05)
+    again = LayerTransform.from_dict(cond.to_dict())
+    assert again == cond
+
+
+def test_conditional_code_spare_slot_uses_global_statistics() -> None:
+    layers, energies, slots = _two_detectors(n=500)
+    cond = LayerTransform.fit(layers, energies, groups=slots, conditional=True)
+    glob = LayerTransform.fit(layers, energies, groups=slots)
+    code = glob.encode(layers, energies, seed=2, groups=slots)
+    np.testing.assert_allclose(cond.decode(code, energies, 2), glob.decode(code, energies), rtol=1e-6)  # fmt: skip
+    # energies beyond the training range use the polynomials at its ends
+    far = cond.decode(code[:2], np.array([1.0, 1e9]), 0)
+    assert np.isfinite(far).all()
+
+
+def test_conditional_code_refused_when_malformed() -> None:
+    layers, energies, slots = _two_detectors(n=300)
+    data = LayerTransform.fit(layers, energies, groups=slots, conditional=True).to_dict()
+    data["code_fit"] = [row[:1] for row in data["code_fit"]]
+    with pytest.raises(SpecError, match="code_fit"):
+        LayerTransform.from_dict(data)
+    with pytest.raises(SpecError, match="occupancy"):
+        LayerTransform.fit(layers, energies, occupancy=False, conditional=True)
+
+
 def test_layer_transform_is_bounded() -> None:
     """Any network output decodes to non-negative layers summing to at most scale * E_inc."""
     showers, energies = _showers()

@@ -22,7 +22,7 @@ def teachers(tmp_path_factory: pytest.TempPathFactory, make_caloforge_file) -> d
     data = _file(make_caloforge_file, root / "a.h5", lambda e: np.full_like(e, 0.03))
     factorized, calodit = root / "factorized", root / "calodit"
     common = ["--data", data, "--steps", "2"]
-    assert _run("train", *common, "--out", factorized, *TINY, "--set", "energy.train.steps=2") == 0  # fmt: skip
+    assert _run("train", *common, "--out", factorized, *TINY, "--set", "energy.train.steps=2", "--set", "energy.conditional=true") == 0  # fmt: skip
     assert _run("train", *common, "--out", calodit, *CALODIT_TINY) == 0
     classic = root / "factorized-classic"  # without occupancy bits nor log layer conditions (older models)  # fmt: skip
     assert _run("train", *common, "--out", classic, *TINY, "--set", "energy.train.steps=2", "--set", "occupancy=false", "--set", "layer_logs=false") == 0  # fmt: skip

@@ -89,3 +89,32 @@ def test_a_run_refuses_to_resume_from_a_changed_starting_model(
     (parent / "model.json").write_text(json.dumps(record))
     assert _train(*common, "--steps", "2", "--resume", "--init", parent) == 1
     assert "has changed since the run" in capsys.readouterr().err
+
+
+def test_a_run_from_a_global_code_gives_the_energy_model_a_conditional_one(
+    teachers: dict[str, Path], tmp_path: Path
+) -> None:
+    """``energy.conditional`` from a model without it: the energy code is fitted per detector
+    and energy, the energy network starts afresh, the shape network and its conditions are
+    the parent's."""
+    data = teachers["data"]
+    base = ["--data", data, *TINY, "--set", "energy.train.steps=2"]
+    parent_dir = tmp_path / "global"
+    assert _train(*base, "--steps", "2", "--out", parent_dir, "--set", "energy.conditional=false") == 0  # fmt: skip
+    run = tmp_path / "run"
+    assert _train(*base, *STILL, "--steps", "2", "--out", run, "--init", parent_dir, "--set", "energy.conditional=true") == 0  # fmt: skip
+    parent, child = load_model(parent_dir), load_model(run)
+    p_layers, c_layers = parent.preprocessing.layers, child.preprocessing.layers
+    assert p_layers is not None
+    assert c_layers is not None
+    assert not p_layers.conditional
+    assert c_layers.conditional
+    assert (c_layers.mean, c_layers.std, c_layers.log_mean) == (p_layers.mean, p_layers.std, p_layers.log_mean)  # fmt: skip
+    assert child.preprocessing.fractions == parent.preprocessing.fractions
+    w, w0 = child.networks["shape"].state_dict(), parent.networks["shape"].state_dict()
+    assert all(torch.allclose(w[k], w0[k], atol=1e-6) for k in w)
+    e, e0 = child.networks["energy"].state_dict(), parent.networks["energy"].state_dict()
+    assert any(e[k].shape == e0[k].shape and not torch.allclose(e[k], e0[k]) for k in e)
+    assert json.loads((run / "model.json").read_text())["init_from"]["fresh"] == ["energy"]
+    showers = child.generate(np.full(3, 5e3), np.full(3, 1.5), np.zeros(3), next(iter(child.detectors)), [1, 2, 3])  # fmt: skip
+    assert np.isfinite(showers).all()

@@ -312,13 +312,17 @@ def load_factorized_set(
     preprocessing: Preprocessing | None = None,
     occupancy: bool = True,
     layer_logs: bool = True,
+    conditional_code: bool = False,
 ) -> FactorizedSet:
     """Read caloforge shower files into the training sets of the energy and shape models.
 
     Voxels below the energy scale's read-out threshold are zeroed first, so that the layer
     energies learnt are those an evaluation sees. ``occupancy``: the transforms fitted (no
-    ``preprocessing`` given) code occupancy bits (:mod:`caloforge.data.factorized`). Other
-    arguments and errors as :func:`load_training_set`.
+    ``preprocessing`` given) code occupancy bits (:mod:`caloforge.data.factorized`).
+    ``conditional_code``: the energy model's code is standardised per detector and energy;
+    a given ``preprocessing`` without it gets it fitted on these showers (its other
+    statistics, those the shape model sees, are kept). Other arguments and errors as
+    :func:`load_training_set`.
     """
     given = preprocessing
     read = _read_files(paths, val_fraction, seed, limit, given.conditions if given else None)
@@ -333,11 +337,18 @@ def load_factorized_set(
         return showers, np.concatenate([d.energies[m] for d, m, _ in parts])
 
     showers, energies = thresholded(read.train)
+    train_slots = np.concatenate([np.full(int(m.sum()), slot) for _, m, slot in read.train])
     if given is not None and given.layers is not None and given.fractions is not None:
         layer_transform, fraction_transform = given.layers, given.fractions
+        if conditional_code and not layer_transform.conditional:
+            layers = layer_energies(showers, shape)
+            layer_transform = layer_transform.with_conditional_code(layers, energies, train_slots)  # fmt: skip
     else:
         layers = layer_energies(showers, shape)
-        layer_transform = LayerTransform.fit(layers, energies, occupancy=occupancy, logs=layer_logs)
+        layer_transform = LayerTransform.fit(
+            layers, energies, occupancy=occupancy, logs=layer_logs, groups=train_slots,
+            conditional=conditional_code,
+        )  # fmt: skip
         fraction_transform = FractionTransform.fit(showers, shape, occupancy=occupancy)
     preprocessing = Preprocessing(
         None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform

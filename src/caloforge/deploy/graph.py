@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from caloforge.data.contract import voxel_threshold
-from caloforge.data.factorized import LOG_FLOOR_MEV
+from caloforge.data.factorized import LOG_FLOOR_MEV, STD_FLOOR
 from caloforge.diffusion.schedules import karras_sigmas
 from caloforge.errors import SpecError
 from caloforge.fastsim.families import FACTORIZED
@@ -79,8 +79,8 @@ class ShowerGraph(nn.Module):
 
     l_mean: Tensor  # buffers of the factorised family's transforms
     l_std: Tensor
-    c_mean: Tensor  # the energy model's code (empty: no occupancy bits)
-    c_std: Tensor
+    c_mean: Tensor  # the energy model's code, per slot: (S, Z, K) polynomials in log E_inc
+    c_log_std: Tensor  # (empty: no occupancy bits; K = 1: a global code)
     fc_mean: Tensor  # the shape model's code (empty: no occupancy channel)
     fc_std: Tensor
     lg_mean: Tensor  # the shape model's log layer conditions (empty: logits alone)
@@ -129,8 +129,13 @@ class ShowerGraph(nn.Module):
             self.layers_t, self.fractions_t = pre.layers, pre.fractions
             self.register_buffer("l_mean", _tensor(pre.layers.mean))
             self.register_buffer("l_std", _tensor(pre.layers.std))
-            self.register_buffer("c_mean", _tensor(pre.layers.code_mean))
-            self.register_buffer("c_std", _tensor(pre.layers.code_std))
+            if pre.layers.occupancy:
+                means, log_stds = pre.layers.code_coefficients(self.n_slots)
+                self.register_buffer("c_mean", torch.from_numpy(means).float())
+                self.register_buffer("c_log_std", torch.from_numpy(log_stds).float())
+            else:
+                self.register_buffer("c_mean", _tensor(()))
+                self.register_buffer("c_log_std", _tensor(()))
             self.register_buffer("lg_mean", _tensor(pre.layers.log_mean))
             self.register_buffer("lg_std", _tensor(pre.layers.log_std))
             self.register_buffer("f_mean", _tensor(pre.fractions.mean))
@@ -200,7 +205,7 @@ class ShowerGraph(nn.Module):
         parts = dict(zip(self.noise_sizes, torch.split(noise, sizes, dim=1), strict=True))
         energies = energy_gev * 1e3  # MeV
         if self.family == FACTORIZED:
-            return self._factorized(parts, cond, energies)
+            return self._factorized(parts, cond, energies, detector)
         x = self._sample("shower", parts["shower"], cond, (1, *self.mesh))
         t = self.shower_t
         y = x.reshape(x.shape[0], -1) * t.std + t.mean
@@ -208,13 +213,27 @@ class ShowerGraph(nn.Module):
         return torch.where(showers < self.threshold, torch.zeros_like(showers), showers)
 
     # ------------------------------------------------------------------------------------
-    def _layers(self, x: Tensor, energies: Tensor) -> Tensor:
+    def _code_stats(self, energies: Tensor, detector: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`LayerTransform._code_stats`: per shower the code's mean and spread (B, Z)."""
+        k = self.c_mean.shape[2]
+        if self.layers_t.conditional:
+            lo, hi = self.layers_t.code_range
+            t = ((2 * torch.log(energies) - lo - hi) / (hi - lo)).clamp(-1.0, 1.0)
+        else:
+            t = torch.zeros_like(energies)
+        powers = torch.stack([t**j for j in range(k - 1, -1, -1)], 1)  # (B, K)
+        mean = torch.einsum("bs,szk,bk->bz", detector, self.c_mean, powers)
+        log_std = torch.einsum("bs,szk,bk->bz", detector, self.c_log_std, powers)
+        return mean, torch.exp(log_std).clamp(min=STD_FLOOR)
+
+    def _layers(self, x: Tensor, energies: Tensor, detector: Tensor) -> Tensor:
         """:meth:`LayerTransform.decode`: the energy model's code (B, Z or 2 Z) -> layer
         energies (B, Z)."""
         z = self.mesh[0]
         index = torch.arange(z, device=x.device)
         if self.layers_t.occupancy:
-            u = _expit(x[:, :z] * self.c_std + self.c_mean, self.layers_t.alpha)
+            mean, std = self._code_stats(energies, detector)
+            u = _expit(x[:, :z] * std + mean, self.layers_t.alpha)
             bits = x[:, z:]
             occupied = (bits > 0) | (_one_hot_max(bits[:, None])[:, 0] & ~(bits > 0).any(1, keepdim=True))  # fmt: skip
         else:  # every layer takes its share
@@ -243,11 +262,11 @@ class ShowerGraph(nn.Module):
         y = (torch.log(layers.clamp(min=0.0) + LOG_FLOOR_MEV) - self.lg_mean) / self.lg_std
         return torch.cat([x, y], 1)
 
-    def _factorized(self, parts: dict[str, Tensor], cond: Tensor, energies: Tensor) -> Tensor:
+    def _factorized(self, parts: dict[str, Tensor], cond: Tensor, energies: Tensor, detector: Tensor) -> Tensor:  # fmt: skip
         z, a, r = self.mesh
         b = cond.shape[0]
         code = (self.layers_t.width,)
-        layers = self._layers(self._sample("energy", parts["energy"], cond, code), energies)
+        layers = self._layers(self._sample("energy", parts["energy"], cond, code), energies, detector)  # fmt: skip
         shape_cond = torch.cat([cond, self._layer_conditions(layers, energies)], 1)
         channels = self.fractions_t.channels
         x = self._sample("shape", parts["shape"], shape_cond, (channels, *self.mesh)).reshape(b, -1)  # fmt: skip

@@ -212,6 +212,7 @@ def _factorized(
         preprocessing=given,
         occupancy=config.occupancy,
         layer_logs=config.layer_logs,
+        conditional_code=config.energy.conditional,
     )
     energy = NetworkRecord(
         config.energy.preset, dict(config.energy.model), fs.energy.sigma_data, "energy.safetensors"
@@ -405,10 +406,15 @@ def _json(value: Any) -> Any:
 
 def _from_parent(model: FastSimModel, parent: FastSimModel, init_from: dict[str, Any]) -> FastSimModel:  # fmt: skip
     """``model`` (built on the parent's preprocessing) with the parent's weights, sigma_data
-    and detector slots, its record naming the parent (``init_from``)."""
+    and detector slots, its record naming the parent (``init_from``). A network whose inputs
+    the run codes otherwise (the energy model given a conditional code) starts afresh."""
     record = parent.record
+    fresh = set()
+    if model.preprocessing.layers != parent.preprocessing.layers:
+        fresh.add("energy")
+        init_from = {**init_from, "fresh": sorted(fresh)}
     networks = {
-        part: replace(net, sigma_data=record.networks[part].sigma_data)
+        part: net if part in fresh else replace(net, sigma_data=record.networks[part].sigma_data)
         for part, net in model.record.networks.items()
     }
     child = FastSimModel.build(
@@ -420,7 +426,10 @@ def _from_parent(model: FastSimModel, parent: FastSimModel, init_from: dict[str,
         )
     )
     for part, net in child.networks.items():
-        net.load_state_dict(parent.networks[part].state_dict())
+        if part in fresh:
+            net.load_state_dict(model.networks[part].state_dict())
+        else:
+            net.load_state_dict(parent.networks[part].state_dict())
     return child
 
 

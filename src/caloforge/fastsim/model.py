@@ -299,10 +299,14 @@ class FastSimModel:
 
         def batch(sl: slice, noise: ShowerNoise) -> np.ndarray:
             x_e = sample("energy", (transform.width,), cond[sl], noise)
-            return transform.decode(x_e.numpy(), energies[sl])
+            return transform.decode(x_e.numpy(), energies[sl], self._slots(cond[sl]))
 
         z = self.preprocessing.mesh_shape[0]
         return self._in_batches(batch, len(energies), z, seeds, size, None)
+
+    def _slots(self, cond: torch.Tensor) -> np.ndarray:
+        """The detector slot of each shower of encoded conditions (B, n_cond)."""
+        return self.preprocessing.conditions.inverse(cond.numpy())[3]
 
     def _in_batches(
         self,
@@ -422,7 +426,7 @@ class FastSimModel:
         mesh = self.preprocessing.mesh_shape
         if layers is None:
             x_e = sample("energy", (layers_t.width,), cond, noise)  # (b, Z or 2 Z)
-            layers = layers_t.decode(x_e.numpy(), energies)  # (b, Z) MeV
+            layers = layers_t.decode(x_e.numpy(), energies, self._slots(cond))  # (b, Z) MeV
         # the shape model sees the layer logits as in training: those of the decoded energies
         layer_cond = torch.from_numpy(layers_t.conditions(layers, energies))
         code = (fractions_t.channels, *mesh)
