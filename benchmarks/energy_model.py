@@ -11,7 +11,7 @@ Sampling the energy model costs seconds, so variants are cheap to compare.
 
     python benchmarks/energy_model.py --models runs/energy/a runs/energy/b \\
         [--reference data/siw-test.h5] [-n 4000] [--sampler-steps 32 64] \\
-        [--results benchmarks/results/energy_model.md]
+        [--results benchmarks/results/energy_model.md] [--quick]
 
 A model folder may hold only a trained energy model (``caloforge train --part energy``).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fidelity import _like, _read, _split, acceptance
 
-from caloforge.config import EvaluationConfig
+from caloforge.config import ClassifierConfig, EvaluationConfig
 from caloforge.data.contract import voxel_threshold
 from caloforge.data.factorized import rescale_layers
 from caloforge.evaluate import Comparison, compare
@@ -40,7 +40,11 @@ def _row(name: str, steps: int, result: Comparison, checks: list, seconds: float
     kept = [c for c in checks if "radial" not in c.name and "AUC" not in c.name]
     failed = [f"{c.name}: {c.value}" for c in kept if not c.ok]
     cells = [name, str(steps), fmt(result.auc_low), fmt(result.auc_high), fmt(result.fpd)]
-    cells += [f"{len(kept) - len(failed)}/{len(kept)}", "; ".join(failed) or "-", "-" if seconds is None else f"{seconds:.1f}"]
+    cells += [
+        f"{len(kept) - len(failed)}/{len(kept)}",
+        "; ".join(failed) or "-",
+        "-" if seconds is None else f"{seconds:.1f}",
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -52,6 +56,11 @@ def main() -> None:
     parser.add_argument("--sampler-steps", type=int, nargs="+", default=[None])
     parser.add_argument("--seed", type=int, default=1, help="sampler seed")
     parser.add_argument("--results", type=Path, help="Markdown file for the table")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="no voxel classifier, one high-level classifier of 10 epochs (minutes, not 40)",
+    )
     args = parser.parse_args()
 
     data = _read(args.reference, args.n)
@@ -63,6 +72,10 @@ def main() -> None:
     mesh = first.preprocessing.mesh_shape
     detector = str(data.attrs["detector_name"])
     config = EvaluationConfig()
+    if args.quick:  # the checks need no classifier; its AUC is then a rough one
+        config = EvaluationConfig(
+            low_level=False, classifier=ClassifierConfig(epochs=10, repeats=1)
+        )
     seeds = shower_seeds(args.seed, range(len(a)))
 
     steps_flag = "" if args.sampler_steps == [None] else f" --sampler-steps {' '.join(map(str, args.sampler_steps))}"  # fmt: skip
@@ -72,7 +85,8 @@ def main() -> None:
         "",
         (
             f"Command: `python benchmarks/energy_model.py --models {' '.join(args.models)} "
-            f"--reference {' '.join(args.reference)} -n {args.n}{steps_flag}`. Each model's "
+            f"--reference {' '.join(args.reference)} -n {args.n}{steps_flag}"
+            f"{' --quick' if args.quick else ''}`. Each model's "
             "layer energies for half A's conditions, A's Geant4 showers rescaled to them, "
             "compared with half B. Checks: issue 14's (E_tot/E_inc mean and width, "
             "longitudinal profile per decade, separation power of E_ratio and layer energies, "
