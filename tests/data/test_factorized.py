@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from caloforge.data.factorized import (
+    CODE_SCALE,
     FractionTransform,
     LayerTransform,
     conserve_threshold,
@@ -78,12 +81,32 @@ def test_conditional_code_has_unit_spread_per_detector_and_energy() -> None:
 def test_conditional_code_spare_slot_uses_global_statistics() -> None:
     layers, energies, slots = _two_detectors(n=500)
     cond = LayerTransform.fit(layers, energies, groups=slots, conditional=True)
-    glob = LayerTransform.fit(layers, energies, groups=slots)
+    glob = replace(cond, code_fit=(), code_range=())  # the global statistics, on the same scale
+    assert not glob.conditional
+    assert glob.total_scale == cond.total_scale == CODE_SCALE
     code = glob.encode(layers, energies, seed=2, groups=slots)
     np.testing.assert_allclose(cond.decode(code, energies, 2), glob.decode(code, energies), rtol=1e-6)  # fmt: skip
     # energies beyond the training range use the polynomials at its ends
     far = cond.decode(code[:2], np.array([1.0, 1e9]), 0)
     assert np.isfinite(far).all()
+
+
+def test_a_homogeneous_detector_gets_its_own_slot_statistics_in_a_sampling_code() -> None:
+    """Adapting to a detector of response ~1 (the sampling ones' global scale is ~0.3): its
+    slot is fitted, its code round-trips and spreads ~1, and the known slots keep theirs."""
+    layers, energies, slots = _two_detectors()
+    cond = LayerTransform.fit(layers, energies, groups=slots, conditional=True)
+    assert cond.scale < 0.5  # the shape model's conditions keep the training scale
+    rng = np.random.default_rng(8)
+    new_e = 10.0 ** rng.uniform(3, 5, 2000)
+    total = new_e * 0.95 * (1 + 0.02 / np.sqrt(new_e / 1e3) * rng.standard_normal(2000))
+    new_layers = total[:, None] * rng.dirichlet(np.ones(MESH[0]) * 2.0, 2000)
+    adapted = cond.with_slot_codes(new_layers, new_e, np.full(2000, 2))
+    assert adapted.code_fit[:2] == cond.code_fit
+    assert len(adapted.code_fit) == 3
+    code = adapted.encode(new_layers, new_e, groups=np.full(2000, 2))
+    assert 0.7 < float(code[new_e > 3e4, 0].std()) < 1.3
+    np.testing.assert_allclose(adapted.decode(code, new_e, 2), new_layers, rtol=2e-4, atol=1e-6)
 
 
 def test_conditional_code_refused_when_malformed() -> None:

@@ -102,7 +102,13 @@ def test_adapt_resumes_samples_both_detectors_and_names_its_parent(
     # and again, to a third detector: the child has its own spare slot
     third = _named(_file(make_caloforge_file, tmp_path / "pbwo4.h5", lambda e: np.full_like(e, 0.9), seed=4), "pbwo4")  # fmt: skip
     assert _run("adapt", "--model", out, "--data", third, "--out", tmp_path / "again", *TINY_ADAPT) == 0  # fmt: skip
-    assert load_model(tmp_path / "again").preprocessing.conditions.detectors == ("par04-siw", "par04-scipb", "pbwo4")  # fmt: skip
+    again = load_model(tmp_path / "again").preprocessing
+    assert again.conditions.detectors == ("par04-siw", "par04-scipb", "pbwo4")
+    # each new detector's layer code has its own statistics (a response of 0.9 on a code fitted
+    # to sampling calorimeters of 0.03); the known ones keep theirs
+    parent_fit = load_model(teachers["factorized"]).preprocessing.layers.code_fit
+    assert len(again.layers.code_fit) == 3
+    assert again.layers.code_fit[: len(parent_fit)] == parent_fit
 
 
 def test_adapt_refuses_what_it_cannot_use(
@@ -121,4 +127,8 @@ def test_adapt_refuses_what_it_cannot_use(
     high = make_caloforge_file(tmp_path / "h.h5", mesh=MESH, energies=np.full(8, 5e5), theta=np.full(8, 1.5), attrs={"detector_name": "par04-scipb", "energy_spec_gev": "log:1:100", "theta_spec_rad": "0.87:2.27"})  # fmt: skip
     assert _run(*base, "--data", high) == 1
     assert "leave the trained range" in capsys.readouterr().err
+    hot = _named(_file(make_caloforge_file, tmp_path / "hot.h5", lambda e: np.full_like(e, 2.0), n=16), "par04-scipb")  # fmt: skip
+    factorized = ["adapt", "--model", teachers["factorized"], "--out", tmp_path / "x", *TINY_ADAPT]
+    assert _run(*factorized, "--data", hot) == 1  # a response beyond the layer code's scale
+    assert "response E_tot/E_inc reaches 2" in capsys.readouterr().err
     assert not (tmp_path / "x" / "model.json").exists()

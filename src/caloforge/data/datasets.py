@@ -303,6 +303,16 @@ class FactorizedSet:
     files: list[dict[str, Any]]
 
 
+def _check_response(layers: np.ndarray, energies: np.ndarray, scale: float) -> None:
+    """Refuse showers whose response ``E_tot / E_inc`` the energy model's code cannot hold."""
+    response = float((layers.sum(axis=1) / energies).max(initial=0.0))
+    if response >= scale:
+        raise DataError(
+            f"the showers' response E_tot/E_inc reaches {response:.3g}, beyond what the model's "
+            f"layer-energy code holds (< {scale:.3g}); train a model on them from scratch"
+        )
+
+
 def load_factorized_set(
     paths: Sequence[PathLike],
     *,
@@ -340,9 +350,12 @@ def load_factorized_set(
     train_slots = np.concatenate([np.full(int(m.sum()), slot) for _, m, slot in read.train])
     if given is not None and given.layers is not None and given.fractions is not None:
         layer_transform, fraction_transform = given.layers, given.fractions
+        layers = layer_energies(showers, shape)
         if conditional_code and not layer_transform.conditional:
-            layers = layer_energies(showers, shape)
             layer_transform = layer_transform.with_conditional_code(layers, energies, train_slots)  # fmt: skip
+        elif layer_transform.conditional:  # a new detector's slot gets its own statistics
+            layer_transform = layer_transform.with_slot_codes(layers, energies, train_slots)
+        _check_response(layers, energies, layer_transform.total_scale if layer_transform.occupancy else layer_transform.scale)  # fmt: skip
     else:
         layers = layer_energies(showers, shape)
         layer_transform = LayerTransform.fit(

@@ -84,6 +84,10 @@ CODE_DEGREE = 2
 """Degree in log(E_inc) of the conditional standardisation of the energy model's code."""
 CODE_BINS = 16
 """Incident-energy bins (quantiles, per detector) whose statistics the code's polynomials fit."""
+CODE_SCALE = 1.5
+"""Least ``scale`` of a conditional code's total ``u_0``: 1.5 times the largest response of any
+raw (uncalibrated) calorimeter, whose deposits never exceed the incident energy, so that a
+homogeneous detector adapted to later (response ~1) fits the code of sampling ones (~0.02-0.2)."""
 LOG_FLOOR_MEV = 1e-4
 """Added to a layer energy before its log (the shape model's conditions): an empty layer sits
 ~2 units below one holding a single voxel at the 0.5 keV raw read-out threshold."""
@@ -167,6 +171,8 @@ class LayerTransform:
         code_fit: per detector slot, the code's mean and log spread per dimension as
             polynomials in the mapped ``log E_inc`` (``[slot][0 mean | 1 log std][dim]``,
             :data:`CODE_DEGREE` + 1 coefficients, highest power first); empty: a global code.
+        code_scale: the energy model's code's ``u_0 = E_tot / (code_scale * E_inc)``, at least
+            :data:`CODE_SCALE` (a conditional code); 0: ``scale``.
     """
 
     scale: float
@@ -179,6 +185,12 @@ class LayerTransform:
     log_std: tuple[float, ...] = ()
     code_range: tuple[float, ...] = ()
     code_fit: tuple[tuple[tuple[tuple[float, ...], ...], ...], ...] = ()
+    code_scale: float = 0.0
+
+    @property
+    def total_scale(self) -> float:
+        """The ``scale`` of the energy model's code's total ``u_0``."""
+        return self.code_scale or self.scale
 
     @property
     def occupancy(self) -> bool:
@@ -270,24 +282,41 @@ class LayerTransform:
         dimension's defined values are measured, and quadratics are fitted to the means and
         log spreads, weighted by the square root of the bins' counts (a bin holding fewer than
         :data:`PRIOR_COUNT` values is left out; a dimension defined in too few bins gets the
-        slot's own mean and spread)."""
+        slot's own mean and spread). The code's total ``u_0`` is taken on the scale
+        ``max(scale, CODE_SCALE)``."""
         if not self.occupancy:
             raise SpecError("a conditional code needs occupancy bits (models fitted with them)")
         log_e = np.log(np.asarray(energies, dtype=np.float64))
         lo, hi = float(log_e.min()), float(log_e.max())
-        hi = max(hi, lo + 1e-6)
-        t = np.clip((2 * log_e - lo - hi) / (hi - lo), -1.0, 1.0)
-        x = _logit(self.fractions(layers, energies, self.scale), self.alpha)
+        scale = max(self.scale, CODE_SCALE)
+        x = _logit(self.fractions(layers, energies, scale), self.alpha)
+        held = np.where(self.defined(layers), x, np.nan)  # the global statistics on that scale
+        code = _shrunk_stats(np.nansum(held, 0), np.nansum(held**2, 0), np.isfinite(held).sum(0))  # fmt: skip
+        base = replace(self, code_mean=code[0], code_std=code[1], code_range=(lo, max(hi, lo + 1e-6)), code_fit=(), code_scale=scale)  # fmt: skip
+        return base.with_slot_codes(layers, energies, groups)
+
+    def with_slot_codes(
+        self, layers: np.ndarray, energies: np.ndarray, groups: np.ndarray | None = None
+    ) -> LayerTransform:
+        """This conditional code with statistics fitted for the slots of ``groups`` that have
+        none yet (e.g. a new detector in the spare slot; see :meth:`with_conditional_code`),
+        on the code's energy range; slots fitted already keep theirs, so the code of the
+        detectors a model knows is unchanged."""
+        if not self.code_range:
+            raise SpecError("slot statistics need a conditional code (with_conditional_code)")
+        t = self.code_t(energies)
+        x = _logit(self.fractions(layers, energies, self.total_scale), self.alpha)
         defined = self.defined(layers)
         labels = np.zeros(len(x), np.int64) if groups is None else np.asarray(groups, np.int64)
-        fits = []
-        for slot in range(int(labels.max(initial=0)) + 1):
+        fits = list(self.code_fit)
+        fallback = (np.asarray(self.code_mean), np.asarray(self.code_std))
+        for slot in range(len(fits), int(labels.max(initial=0)) + 1):
             rows = labels == slot
             if not rows.any():  # a slot without showers: the global statistics
                 fits.append(self._constant_fit())
                 continue
-            fits.append(_fit_slot(x[rows], defined[rows], t[rows], (np.asarray(self.code_mean), np.asarray(self.code_std))))  # fmt: skip
-        return replace(self, code_range=(lo, hi), code_fit=tuple(fits))
+            fits.append(_fit_slot(x[rows], defined[rows], t[rows], fallback))
+        return replace(self, code_fit=tuple(fits))
 
     def _constant_fit(self) -> tuple[tuple[tuple[float, ...], ...], ...]:
         """The global code statistics as polynomials of degree :data:`CODE_DEGREE`."""
@@ -345,14 +374,16 @@ class LayerTransform:
         """Standardised logits (N, Z) -> layer energies (N, Z) in MeV, never negative."""
         x = np.asarray(values, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
         u = _expit(x, self.alpha)  # (N, Z)
-        return self._share(u, np.ones(u.shape, bool), energies)
+        return self._share(u, np.ones(u.shape, bool), energies, self.scale)
 
-    def _share(self, u: np.ndarray, occupied: np.ndarray, energies: np.ndarray) -> np.ndarray:
-        """Layer energies (N, Z) from the total ``u_0`` and the fractions of what is left: an
-        occupied layer takes ``u`` of it, the last occupied one all of it, an empty one 0."""
+    @staticmethod
+    def _share(u: np.ndarray, occupied: np.ndarray, energies: np.ndarray, scale: float) -> np.ndarray:  # fmt: skip
+        """Layer energies (N, Z) from the total ``u_0`` (on ``scale``) and the fractions of what
+        is left: an occupied layer takes ``u`` of it, the last occupied one all of it, an empty
+        one 0."""
         z = u.shape[1]
         last = z - 1 - np.flip(occupied, 1).argmax(axis=1)  # (N,): the last occupied layer
-        left = u[:, 0] * self.scale * energies  # (N,): the total
+        left = u[:, 0] * scale * energies  # (N,): the total
         out = np.zeros_like(u)
         for i in range(z):
             share = np.ones(len(u)) if i == z - 1 else np.where(last == i, 1.0, u[:, i + 1])
@@ -374,7 +405,7 @@ class LayerTransform:
         where it is defined. Without occupancy bits: :meth:`forward`."""
         if not self.occupancy:
             return self.forward(layers, energies)
-        x = _logit(self.fractions(layers, energies, self.scale), self.alpha)
+        x = _logit(self.fractions(layers, energies, self.total_scale), self.alpha)
         mean, std = self._code_stats(energies, groups)
         x = (x - mean) / std
         x = _borrow(x, self.defined(layers), energies, groups, np.random.default_rng(seed))
@@ -398,7 +429,7 @@ class LayerTransform:
         occupied = values[:, z:] > 0  # (N, Z)
         rows = np.arange(len(values))
         occupied[rows, values[:, z:].argmax(axis=1)] |= ~occupied.any(axis=1)
-        return self._share(u, occupied, energies)
+        return self._share(u, occupied, energies, self.total_scale)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "alpha": self.alpha}  # fmt: skip
@@ -408,6 +439,8 @@ class LayerTransform:
             out.update(log_mean=list(self.log_mean), log_std=list(self.log_std))
         if self.conditional:
             out.update(code_range=list(self.code_range), code_fit=_lists(self.code_fit))
+        if self.code_scale:
+            out.update(code_scale=self.code_scale)
         return out
 
     @classmethod
@@ -422,7 +455,8 @@ class LayerTransform:
         if fit and (not code[0] or np.shape(fit)[1:] != (2, z, k) or len(data.get("code_range", ())) != 2):  # fmt: skip
             raise SpecError(f"the layer transform's code_fit is not [slot][2][{z}][{k}] with a code_range")  # fmt: skip
         extra = (tuple(data["code_range"]), fit) if fit else ()
-        return cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code, *log, *extra)  # fmt: skip
+        out = cls(float(data["scale"]), tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code, *log, *extra)  # fmt: skip
+        return replace(out, code_scale=float(data.get("code_scale", 0.0)))
 
 
 def _fit_slot(

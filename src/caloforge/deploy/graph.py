@@ -240,7 +240,7 @@ class ShowerGraph(nn.Module):
             u = _expit(x * self.l_std + self.l_mean, self.layers_t.alpha)
             occupied = torch.ones_like(u, dtype=torch.bool)
         last = torch.where(occupied, index, torch.full_like(index, -1)).amax(1)  # (B,)
-        left = u[:, 0] * self.layers_t.scale * energies
+        left = u[:, 0] * self.layers_t.total_scale * energies
         out = []
         for i in range(z):
             share = torch.ones_like(left) if i == z - 1 else torch.where(last == i, 1.0, u[:, i + 1])  # fmt: skip

@@ -227,11 +227,12 @@ def adapt(
             if differ:
                 raise SpecError(f"{', '.join(differ)} differ from the adaptation in {out}; a resumed run keeps them")  # fmt: skip
         child = extend_model(parent, found, attrs)
-        tensors = network_data(child, data, settings, limit)
+        tensors, preprocessing = network_data(child, data, settings, limit)
         files = [{"path": str(Path(p)), "detector": found} for p in data]
         parent_dir = model_dir(model)
         record = replace(
             child.record,
+            preprocessing=preprocessing,
             training=TrainingRecord(files, settings.steps),
             extra={
                 **child.record.extra,

@@ -199,7 +199,7 @@ def distill(
                     f"limit {recorded['limit']}); a resumed run keeps its data"
                 )
         part = voxel_part(teacher.record.family)
-        tensors = network_data(teacher, data, config.train, limit)[part]
+        tensors = network_data(teacher, data, config.train, limit)[0][part]
         online = ConsistencyPrecond.from_teacher(teacher.networks[part], teacher.diffusion.sigma_min)  # fmt: skip
         decay = config.target_decay if config.method == "cd" else 0.0
         student = ConsistencyStudent(online, decay)

@@ -227,9 +227,11 @@ def _factorized(
 
 def network_data(
     model: FastSimModel, data: Sequence[str | Path], settings: TrainConfig, limit: int | None
-) -> dict[str, NetworkData]:
+) -> tuple[dict[str, NetworkData], Preprocessing]:
     """Per network of a trained ``model``, its training inputs from ``data``, made with the
-    model's own preprocessing (its transforms, condition ranges and detector slots)."""
+    model's own preprocessing (its transforms, condition ranges and detector slots); and that
+    preprocessing, with statistics fitted for a detector slot that had none (a conditional
+    layer code's new detector; the known detectors' are unchanged)."""
     kwargs: dict[str, Any] = {
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
@@ -238,9 +240,12 @@ def network_data(
     }
     if model.record.family == FACTORIZED:
         fs = load_factorized_set(data, **kwargs)
-        return {"energy": fs.energy, "shape": fs.shape}
+        preprocessing = replace(model.preprocessing, layers=fs.preprocessing.layers)
+        return {"energy": fs.energy, "shape": fs.shape}, preprocessing
     ts = load_training_set(data, **kwargs)
-    return {"shower": NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)}
+    return {
+        "shower": NetworkData(ts.x, ts.cond, ts.val_x, ts.val_cond, ts.sigma_data)
+    }, model.preprocessing
 
 
 def fit(
