@@ -1,14 +1,16 @@
 """The shape model alone, given Geant4's layer energies: its radial halo and its worst features.
 
 For each model (a model or run folder, optionally ``RUN@STEP``: the shape network's EMA weights
-of that kept checkpoint), the shape model shares out the layer energies of the first ``-n``
+of that kept checkpoint; and optionally ``~steps=N,S_churn=X,...``: the sampler's steps and the
+stochastic sampler's settings instead of the model's own), the shape model shares out the layer energies of the first ``-n``
 held-out Geant4 showers (half A of ``2 n``); the table compares it with A per radial bin (the
 share of voxels holding energy, the mean energy profile) and the energy of the hits in the
 outer bins (r >= 6), and lists the high-level features whose histograms separate it most from
 half B (separation power), beside A's own against B.
 
     python benchmarks/shape_halo.py --models runs/fidelity-study/factorized-layers-occupancy \\
-        runs/default@2500 [-n 300] [--reference data/siw-test.h5] [--out benchmarks/results/shape_halo.md]
+        runs/default@2500 default~steps=64 default~S_churn=5 [-n 300] [--reference data/siw-test.h5]
+        [--out benchmarks/results/shape_halo.md]
 """
 
 from __future__ import annotations
@@ -25,13 +27,23 @@ from caloforge.data.factorized import layer_energies
 from caloforge.evaluate.features import compute_features
 from caloforge.evaluate.metrics import histogram, histogram_edges, separation_power
 from caloforge.fastsim import FastSimModel, load_model, shower_seeds
+from caloforge.fastsim.model import SamplerSettings
 
 OUTER = 6  # the first radial bin of the halo
 
 
+def _sampler(spec: str) -> SamplerSettings:
+    """The sampler of ``MODEL~steps=N,S_churn=X,...`` (the model's own without ``~``)."""
+    _, _, options = spec.partition("~")
+    values = dict(item.split("=", 1) for item in options.split(",") if item)
+    steps = values.pop("steps", None)
+    churn = {k: float(v) for k, v in values.items()}
+    return SamplerSettings(sampler="heun-stochastic" if churn else None, steps=int(steps) if steps else None, churn=churn)  # fmt: skip
+
+
 def _model(spec: str) -> FastSimModel:
     """``RUN`` or ``RUN@STEP`` (the shape network's EMA weights of that checkpoint)."""
-    where, _, step = spec.partition("@")
+    where, _, step = spec.partition("~")[0].partition("@")
     model = load_model(where)
     if step:
         net = model.networks["shape"]
@@ -102,7 +114,7 @@ def main() -> None:
     for spec in args.models:
         model = first if spec == args.models[0] else _model(spec)
         seeds = shower_seeds(1, range(len(a)))
-        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, layers=layer_energies(a.showers, mesh))  # type: ignore[arg-type]  # fmt: skip
+        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, settings=_sampler(spec), layers=layer_energies(a.showers, mesh))  # type: ignore[arg-type]  # fmt: skip
         share, profile, q = radial(showers)
         ratio = " ".join(f"{v:.2f}" for v in (profile / g4_profile)[1:])
         lines.append(f"| {spec} | {' '.join(f'{100 * v:.2g}' for v in share)} | {ratio} | {' / '.join(f'{v:.2g}' for v in q)} |")  # fmt: skip
