@@ -118,3 +118,20 @@ def test_a_run_from_a_global_code_gives_the_energy_model_a_conditional_one(
     assert json.loads((run / "model.json").read_text())["init_from"]["fresh"] == ["energy"]
     showers = child.generate(np.full(3, 5e3), np.full(3, 1.5), np.zeros(3), next(iter(child.detectors)), [1, 2, 3])  # fmt: skip
     assert np.isfinite(showers).all()
+
+
+def test_a_shape_run_from_a_conditional_model_keeps_its_energy_network(
+    teachers: dict[str, Path], tmp_path: Path
+) -> None:
+    """The default's stages: ``--part shape --init`` a model with a conditional code trains the
+    shape network further and keeps the energy network and its code as they were."""
+    run = tmp_path / "run"
+    args = ["--data", teachers["data"], *TINY, "--steps", "2", "--out", run, "--part", "shape"]
+    assert _train(*args, "--init", teachers["factorized"], "--set", "energy.conditional=true") == 0  # fmt: skip
+    parent, child = load_model(teachers["factorized"]), load_model(run)
+    assert child.preprocessing.to_dict() == parent.preprocessing.to_dict()
+    e, e0 = child.networks["energy"].state_dict(), parent.networks["energy"].state_dict()
+    assert all(torch.equal(e[k], e0[k]) for k in e)
+    w, w0 = child.networks["shape"].state_dict(), parent.networks["shape"].state_dict()
+    assert any(not torch.equal(w[k], w0[k]) for k in w)
+    assert "fresh" not in json.loads((run / "model.json").read_text())["init_from"]
