@@ -5,7 +5,9 @@ of that kept checkpoint; and optionally ``~steps=N,S_churn=X,...``: the sampler'
 stochastic sampler's settings instead of the model's own), the shape model shares out the layer energies of the first ``-n``
 held-out Geant4 showers (half A of ``2 n``); the table compares it with A per radial bin (the
 share of voxels holding energy, the mean energy profile) and the energy of the hits in the
-outer bins (r >= 6), and lists the high-level features whose histograms separate it most from
+outer bins (r >= 6), the sum of each layer's fractions as the shape network drew them (before
+:meth:`FractionTransform.decode` rescales them to add up to 1: a sum far from 1 scales every
+hit of its layer; quantiles weighted by the layer's energy), and lists the high-level features whose histograms separate it most from
 half B (separation power), beside A's own against B.
 
     python benchmarks/shape_halo.py --models runs/fidelity-study/factorized-layers-occupancy \\
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from fidelity import _read, _split  # benchmarks/fidelity.py
 from safetensors.torch import load_file
 
 from caloforge.data.contract import voxel_threshold
-from caloforge.data.factorized import layer_energies
+from caloforge.data.factorized import FractionTransform, layer_energies
 from caloforge.evaluate.features import compute_features
 from caloforge.evaluate.metrics import histogram, histogram_edges, separation_power
 from caloforge.fastsim import FastSimModel, load_model, shower_seeds
@@ -50,6 +53,29 @@ def _model(spec: str) -> FastSimModel:
         net.load_state_dict(load_file(Path(where) / "shape" / "checkpoints" / f"step-{int(step):07d}" / "ema.safetensors"))  # fmt: skip
         model = model.with_trained("shape", net, int(step))
     return model
+
+
+def _generate(model: FastSimModel, *args, **kwargs) -> tuple[np.ndarray, np.ndarray | None]:  # type: ignore[no-untyped-def]
+    """``model.generate(*args, **kwargs)``, and the sums (N, Z) of each layer's fractions as
+    the shape network drew them (:meth:`FractionTransform.drawn_sums`; None without
+    occupancy bits), recorded on the way."""
+    sums: list[np.ndarray] = []
+    decode = FractionTransform.decode
+
+    def record(self: FractionTransform, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        if self.occupancy:
+            sums.append(self.drawn_sums(values))
+        return decode(self, values, layers)
+
+    with mock.patch.object(FractionTransform, "decode", record):
+        showers = model.generate(*args, **kwargs)
+    return showers, np.concatenate(sums) if sums else None
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: list[float]) -> np.ndarray:
+    order = np.argsort(values, axis=None)
+    cum = np.cumsum(weights.ravel()[order])
+    return values.ravel()[order][np.searchsorted(cum, np.asarray(q) * cum[-1])]
 
 
 def _named(features) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -93,8 +119,9 @@ def main() -> None:
 
     g4_share, g4_profile, g4_q = radial(a.showers)
     r = mesh[2]
-    head = f"| showers | hits {' '.join(f'r{i}' for i in range(r))} | profile / G4, r1 ... r{r - 1} | outer hits 10/50/90 % |"  # fmt: skip
-    g4_row = f"| Geant4 (A) | {' '.join(f'{100 * v:.2g}' for v in g4_share)} | 1 | {' / '.join(f'{v:.2g}' for v in g4_q)} |"  # fmt: skip
+    head = f"| showers | hits {' '.join(f'r{i}' for i in range(r))} | profile / G4, r1 ... r{r - 1} | outer hits 10/50/90 % | drawn layer sums 10/50/90 % |"  # fmt: skip
+    g4_row = f"| Geant4 (A) | {' '.join(f'{100 * v:.2g}' for v in g4_share)} | 1 | {' / '.join(f'{v:.2g}' for v in g4_q)} | 1 |"  # fmt: skip
+    layers = layer_energies(a.showers, mesh)
     lines = [
         "# The shape model alone: radial halo and worst features",
         "",
@@ -107,17 +134,18 @@ def main() -> None:
         ),
         "",
         head,
-        "|---|---|---|---|",
+        "|---|---|---|---|---|",
         g4_row,
     ]
     worst_lines = ["", "Worst features (separation power from half B; A's own in brackets):", ""]
     for spec in args.models:
         model = first if spec == args.models[0] else _model(spec)
         seeds = shower_seeds(1, range(len(a)))
-        showers = model.generate(a.energies, a.theta, a.phi, detector, seeds, settings=_sampler(spec), layers=layer_energies(a.showers, mesh))  # type: ignore[arg-type]  # fmt: skip
+        showers, sums = _generate(model, a.energies, a.theta, a.phi, detector, seeds, settings=_sampler(spec), layers=layers)  # fmt: skip
         share, profile, q = radial(showers)
         ratio = " ".join(f"{v:.2f}" for v in (profile / g4_profile)[1:])
-        lines.append(f"| {spec} | {' '.join(f'{100 * v:.2g}' for v in share)} | {ratio} | {' / '.join(f'{v:.2g}' for v in q)} |")  # fmt: skip
+        drawn = "-" if sums is None else " / ".join(f"{v:.2f}" for v in _weighted_quantiles(sums, layers, [0.1, 0.5, 0.9]))  # fmt: skip
+        lines.append(f"| {spec} | {' '.join(f'{100 * v:.2g}' for v in share)} | {ratio} | {' / '.join(f'{v:.2g}' for v in q)} | {drawn} |")  # fmt: skip
         got = compute_features(showers, a.energies, a.binning, threshold)
         worst = sorted(_separations(feats["B"], got, threshold), reverse=True)[: args.worst]
         worst_lines.append(f"- {spec}: " + ", ".join(f"{name} {v:.2f} ({base[name]:.2f})" for v, name in worst))  # fmt: skip

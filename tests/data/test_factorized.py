@@ -271,6 +271,33 @@ def test_fraction_code_round_trips_with_an_occupancy_channel() -> None:
     np.testing.assert_array_equal(classic.encode(showers), classic.forward(showers))
 
 
+def test_drawn_sums_measure_how_far_the_drawn_shares_are_from_their_layer() -> None:
+    showers, _ = _showers()
+    layers = layer_energies(showers, MESH)
+    v = int(np.prod(MESH))
+    transform = FractionTransform.fit(showers, MESH)
+    held = layers > 0
+    sums = transform.drawn_sums(transform.encode(showers))  # Geant4's own shares
+    np.testing.assert_allclose(sums[held], 1.0, rtol=1e-4)
+    assert (sums[~held] == 0).all()
+    # a code drawing two voxels of every layer with 0.3 each: sums 0.6, and decode gives each
+    # voxel half its layer
+    n, per_layer = len(showers), v // MESH[0]
+    f = np.zeros((n, MESH[0], per_layer))
+    f[:, :, :2] = 0.3
+    p = transform.alpha + (1 - 2 * transform.alpha) * f.reshape(n, v)
+    logits = (np.log(p / (1 - p)) - np.asarray(transform.code_mean)) / np.asarray(
+        transform.code_std
+    )
+    code = np.concatenate([logits, np.where(f.reshape(n, v) > 0, 1.0, -1.0)], axis=1)
+    np.testing.assert_allclose(transform.drawn_sums(code), 0.6, rtol=1e-6)
+    out = transform.decode(code, layers).reshape(n, MESH[0], per_layer)
+    np.testing.assert_allclose(out[:, :, 0], layers / 2, rtol=1e-9)
+    np.testing.assert_allclose(out[:, :, 1], layers / 2, rtol=1e-9)
+    with pytest.raises(SpecError):
+        FractionTransform.fit(showers, MESH, occupancy=False).drawn_sums(code[:, :v])
+
+
 def test_threshold_keeps_layer_energy() -> None:
     showers, _ = _showers()
     threshold = 0.5

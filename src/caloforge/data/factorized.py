@@ -635,12 +635,8 @@ class FractionTransform:
         occupied voxel puts it in its voxel of largest bit."""
         if not self.occupancy:
             return self.inverse(values, layers)
-        n, z = len(values), self.mesh_shape[0]
-        v = math.prod(self.mesh_shape)
-        values = np.asarray(values, dtype=np.float64)
-        x = values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)
-        bits = values[:, v:].reshape(n, z, -1)
-        f = np.where(bits > 0, _expit(x, self.alpha).reshape(n, z, -1), 0.0)  # (N, Z, A*R)
+        n = len(values)
+        f, bits = self._occupied(values)
         sums = f.sum(axis=2, keepdims=True)
         dead = (sums[..., 0] <= 0) & (layers > 0)  # (N, Z)
         if dead.any():
@@ -650,6 +646,25 @@ class FractionTransform:
         with np.errstate(invalid="ignore", divide="ignore"):
             f = np.where(sums > 0, f / sums, 0.0)
         return (f * layers[..., None]).reshape(n, -1)
+
+    def _occupied(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The code (N, 2 V) -> each voxel's fraction where its bit is set, 0 elsewhere, as
+        the network drew it (before the shares of a layer are made to add up to 1), and the
+        bits; both (N, Z, A*R)."""
+        n, z = len(values), self.mesh_shape[0]
+        v = math.prod(self.mesh_shape)
+        values = np.asarray(values, dtype=np.float64)
+        x = values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)
+        bits = values[:, v:].reshape(n, z, -1)
+        return np.where(bits > 0, _expit(x, self.alpha).reshape(n, z, -1), 0.0), bits
+
+    def drawn_sums(self, values: np.ndarray) -> np.ndarray:
+        """The code (N, 2 V) -> (N, Z): the sum of each layer's fractions as drawn, which
+        :meth:`decode` divides by (1: the network's shares already add up to the layer). A
+        diagnostic of the shape model: a sum far from 1 rescales every hit of its layer."""
+        if not self.occupancy:
+            raise SpecError("drawn sums need a code with occupancy bits")
+        return self._occupied(values)[0].sum(axis=2)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
