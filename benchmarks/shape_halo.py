@@ -64,7 +64,7 @@ def _generate(model: FastSimModel, *args, **kwargs) -> tuple[np.ndarray, np.ndar
 
     def record(self: FractionTransform, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
         if self.occupancy:
-            sums.append(self.drawn_sums(values))
+            sums.append(self.drawn_sums(values, layers))
         return decode(self, values, layers)
 
     with mock.patch.object(FractionTransform, "decode", record):

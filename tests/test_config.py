@@ -44,6 +44,8 @@ def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
         (["diffusion.p_std=0"], "diffusion.p_std"),
         (["diffusion.sigma_min=100"], "diffusion.sigma_min"),
         (["diffusion.s_churn=-1"], "diffusion.s_churn"),
+        (["voxel_values=energy"], "voxel_values = 'energy' is out of range"),
+        (["voxel_values=log-energy", "occupancy=false"], "voxel_values"),
     ],
 )
 def test_bad_settings(overrides: list[str], message: str) -> None:

@@ -255,6 +255,10 @@ class EnergyModelConfig:
     conditional: bool = False
 
 
+VOXEL_VALUES = ("fraction", "log-energy")
+"""What an occupied voxel's value in a factorised shape model's code is."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a training run resolves (saved as ``config.yaml`` in the run folder).
@@ -275,6 +279,17 @@ class RunConfig:
     occupancy: bool = True
     # factorized: the shape model sees the log layer energies beside the layer logits
     layer_logs: bool = True
+    # factorized: an occupied voxel's value in the shape model's code: the logit of its
+    # fraction of its layer, or the log of its energy (caloforge.data.factorized)
+    voxel_values: str = "fraction"
+
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            "",
+            voxel_values=self.voxel_values in VOXEL_VALUES
+            and (self.occupancy or self.voxel_values == "fraction"),
+        )
 
 
 DISTILL_TRAINING = TrainConfig(

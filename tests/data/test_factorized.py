@@ -277,7 +277,7 @@ def test_drawn_sums_measure_how_far_the_drawn_shares_are_from_their_layer() -> N
     v = int(np.prod(MESH))
     transform = FractionTransform.fit(showers, MESH)
     held = layers > 0
-    sums = transform.drawn_sums(transform.encode(showers))  # Geant4's own shares
+    sums = transform.drawn_sums(transform.encode(showers), layers)  # Geant4's own shares
     np.testing.assert_allclose(sums[held], 1.0, rtol=1e-4)
     assert (sums[~held] == 0).all()
     # a code drawing two voxels of every layer with 0.3 each: sums 0.6, and decode gives each
@@ -290,12 +290,49 @@ def test_drawn_sums_measure_how_far_the_drawn_shares_are_from_their_layer() -> N
         transform.code_std
     )
     code = np.concatenate([logits, np.where(f.reshape(n, v) > 0, 1.0, -1.0)], axis=1)
-    np.testing.assert_allclose(transform.drawn_sums(code), 0.6, rtol=1e-6)
+    np.testing.assert_allclose(transform.drawn_sums(code, layers), 0.6, rtol=1e-6)
     out = transform.decode(code, layers).reshape(n, MESH[0], per_layer)
     np.testing.assert_allclose(out[:, :, 0], layers / 2, rtol=1e-9)
     np.testing.assert_allclose(out[:, :, 1], layers / 2, rtol=1e-9)
     with pytest.raises(SpecError):
-        FractionTransform.fit(showers, MESH, occupancy=False).drawn_sums(code[:, :v])
+        FractionTransform.fit(showers, MESH, occupancy=False).drawn_sums(code[:, :v], layers)
+
+
+def test_log_energy_code_round_trips_and_shares_the_layer_by_the_energies_drawn() -> None:
+    showers, energies = _showers()
+    layers = layer_energies(showers, MESH)
+    v = int(np.prod(MESH))
+    transform = FractionTransform.fit(showers, MESH, values="log-energy")
+    assert transform.values == "log-energy"
+    assert FractionTransform.from_dict(transform.to_dict()) == transform
+    code = transform.encode(showers, energies, seed=1)
+    np.testing.assert_array_equal(code[:, v:] > 0, showers > 0)
+    held = code[:, :v][showers > 0]
+    assert abs(float(held.mean())) < 0.1
+    assert abs(float(held.std()) - 1) < 0.2
+    x = code[:, :v] * np.asarray(transform.code_std) + np.asarray(transform.code_mean)
+    np.testing.assert_allclose(np.exp(x)[showers > 0], showers[showers > 0], rtol=1e-4)
+    back = transform.decode(code, layers)
+    np.testing.assert_array_equal(back > 0, showers > 0)
+    np.testing.assert_allclose(back, showers, rtol=1e-4, atol=1e-5)
+    held_layers = layers > 0
+    np.testing.assert_allclose(transform.drawn_sums(code, layers)[held_layers], 1.0, rtol=1e-4)
+    # energies drawn twice too large: the sums say 2, decode gives the same shares
+    doubled = code.copy()
+    doubled[:, :v] = np.where(showers > 0, (x + np.log(2) - np.asarray(transform.code_mean)) / np.asarray(transform.code_std), code[:, :v])  # fmt: skip
+    np.testing.assert_allclose(transform.drawn_sums(doubled, layers)[held_layers], 2.0, rtol=1e-4)
+    np.testing.assert_allclose(transform.decode(doubled, layers), back, rtol=1e-5)  # float32 code
+    # whatever the network says (values far out of range too), each layer holds its energy
+    wild = np.random.default_rng(2).normal(0, 300, code.shape)
+    out = transform.decode(wild, layers)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(layer_energies(out, MESH), layers, rtol=1e-9)
+    # the classic fractions stay the default; a log-energy code needs occupancy bits
+    assert FractionTransform.fit(showers, MESH).values == "fraction"
+    with pytest.raises(SpecError, match="need occupancy bits"):
+        FractionTransform.fit(showers, MESH, occupancy=False, values="log-energy")
+    with pytest.raises(SpecError, match="unknown voxel values"):
+        FractionTransform.from_dict({**transform.to_dict(), "values": "energy"})
 
 
 def test_threshold_keeps_layer_energy() -> None:

@@ -26,7 +26,9 @@ def teachers(tmp_path_factory: pytest.TempPathFactory, make_caloforge_file) -> d
     assert _run("train", *common, "--out", calodit, *CALODIT_TINY) == 0
     classic = root / "factorized-classic"  # without occupancy bits nor log layer conditions (older models)  # fmt: skip
     assert _run("train", *common, "--out", classic, *TINY, "--set", "energy.train.steps=2", "--set", "occupancy=false", "--set", "layer_logs=false") == 0  # fmt: skip
-    return {"data": data, "factorized": factorized, "calodit": calodit, "factorized-classic": classic}  # fmt: skip
+    energies = root / "factorized-log-energy"  # the shape code's values: log voxel energies
+    assert _run("train", *common, "--out", energies, *TINY, "--set", "energy.train.steps=2", "--set", "voxel_values=log-energy") == 0  # fmt: skip
+    return {"data": data, "factorized": factorized, "calodit": calodit, "factorized-classic": classic, "factorized-log-energy": energies}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,11 @@ def test_a_starting_model_that_does_not_fit_is_refused(
     code = _train(*base, "--out", tmp_path / "a", "--set", "model.embed_dim=32", "--init", teachers["factorized"])  # fmt: skip
     assert code == 1
     assert "the shape network of" in capsys.readouterr().err
+    # another shape code
+    code = _train(*base, "--out", tmp_path / "d", "--set", "voxel_values=log-energy", "--init", teachers["factorized"])  # fmt: skip
+    assert code == 1
+    assert "holds voxel values 'fraction'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
     # another family
     assert _train(*base, "--out", tmp_path / "b", "--init", teachers["calodit"]) == 1
     assert "is a calodit model" in capsys.readouterr().err

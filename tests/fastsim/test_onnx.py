@@ -51,6 +51,7 @@ def _draw_sizes(graph: ShowerGraph) -> list[int]:
             "heun",
             3,
         ),  # a model without occupancy bits nor log layer conditions
+        ("factorized-log-energy", "heun", 3),  # a shape code of log voxel energies
     ],
 )
 def test_the_graph_makes_the_showers_generate_makes(
@@ -78,6 +79,7 @@ def test_the_graph_makes_the_showers_generate_makes(
         assert model.preprocessing.fractions.channels == (1 if family == "factorized-classic" else 2)  # type: ignore[union-attr]  # fmt: skip
         assert bool(model.preprocessing.layers.log_mean) == (family != "factorized-classic")  # type: ignore[union-attr]  # fmt: skip
         np.testing.assert_allclose(layer_energies(got, MESH.shape), layer_energies(want, MESH.shape), rtol=1e-4, atol=1e-3)  # fmt: skip
+        assert model.preprocessing.fractions.values == ("log-energy" if family == "factorized-log-energy" else "fraction")  # type: ignore[union-attr]  # fmt: skip
 
 
 @pytest.mark.parametrize("family", ["factorized", "calodit"])

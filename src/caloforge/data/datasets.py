@@ -323,13 +323,16 @@ def load_factorized_set(
     occupancy: bool = True,
     layer_logs: bool = True,
     conditional_code: bool = False,
+    voxel_values: str = "fraction",
 ) -> FactorizedSet:
     """Read caloforge shower files into the training sets of the energy and shape models.
 
     Voxels below the energy scale's read-out threshold are zeroed first, so that the layer
     energies learnt are those an evaluation sees. ``occupancy``: the transforms fitted (no
     ``preprocessing`` given) code occupancy bits (:mod:`caloforge.data.factorized`).
-    ``conditional_code``: the energy model's code is standardised per detector and energy;
+    ``voxel_values``: what an occupied voxel's value in the fitted shape code is
+    (:data:`caloforge.config.VOXEL_VALUES`). ``conditional_code``: the energy model's code is
+    standardised per detector and energy;
     a given ``preprocessing`` without it gets it fitted on these showers (its other
     statistics, those the shape model sees, are kept). Other arguments and errors as
     :func:`load_training_set`.
@@ -362,7 +365,7 @@ def load_factorized_set(
             layers, energies, occupancy=occupancy, logs=layer_logs, groups=train_slots,
             conditional=conditional_code,
         )  # fmt: skip
-        fraction_transform = FractionTransform.fit(showers, shape, occupancy=occupancy)
+        fraction_transform = FractionTransform.fit(showers, shape, occupancy=occupancy, values=voxel_values)  # fmt: skip
     preprocessing = Preprocessing(
         None, read.conditions, shape, layers=layer_transform, fractions=fraction_transform
     )

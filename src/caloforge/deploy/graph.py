@@ -276,9 +276,15 @@ class ShowerGraph(nn.Module):
             best = _one_hot_max(logits.reshape(b, z, a * r))
         else:  # :meth:`FractionTransform.decode`: the occupied voxels' fractions
             v = z * a * r
-            logits = x[:, :v] * self.fc_std + self.fc_mean
+            values = (x[:, :v] * self.fc_std + self.fc_mean).reshape(b, z, a * r)
             bits = x[:, v:].reshape(b, z, a * r)
-            f = torch.where(bits > 0, _expit(logits, self.fractions_t.alpha).reshape(b, z, a * r), 0.0)  # fmt: skip
+            if self.fractions_t.values == "fraction":
+                f = torch.where(bits > 0, _expit(values, self.fractions_t.alpha), 0.0)
+            else:  # log energies: shares of the largest energy drawn in the layer
+                values = torch.where(bits > 0, values, torch.full_like(values, -torch.inf))
+                top = values.amax(2, keepdim=True)
+                top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+                f = torch.where(bits > 0, torch.exp(values - top), 0.0)
             best = _one_hot_max(bits)
         dead = (f.sum(2, keepdim=True) <= 0) & (layers[..., None] > 0)
         f = torch.where(dead & best, torch.ones_like(f), f)

@@ -213,6 +213,7 @@ def _factorized(
         occupancy=config.occupancy,
         layer_logs=config.layer_logs,
         conditional_code=config.energy.conditional,
+        voxel_values=config.voxel_values,
     )
     energy = NetworkRecord(
         config.energy.preset, dict(config.energy.model), fs.energy.sigma_data, "energy.safetensors"
@@ -384,6 +385,13 @@ def _init_model(
                 f"the configuration's is {preset} {settings or ''}",
                 subject="init",
             )
+    fractions = parent.preprocessing.fractions
+    if config.family == FACTORIZED and fractions is not None and fractions.values != config.voxel_values:  # fmt: skip
+        raise SpecError(
+            f"the shape code of {what} holds voxel values {fractions.values!r}; the "
+            f"configuration's are {config.voxel_values!r}",
+            subject="init",
+        )
     training = parent.record.training
     init_from = {
         "model": "default" if str(init) == "default" else str(model_dir(init)),
