@@ -7,7 +7,8 @@ held-out Geant4 showers (half A of ``2 n``); the table compares it with A per ra
 share of voxels holding energy, the mean energy profile) and the energy of the hits in the
 outer bins (r >= 6), the sum of each layer's fractions as the shape network drew them (before
 :meth:`FractionTransform.decode` rescales them to add up to 1: a sum far from 1 scales every
-hit of its layer; quantiles weighted by the layer's energy), and lists the high-level features whose histograms separate it most from
+hit of its layer; quantiles weighted by the layer's energy), the hit energies beyond the
+first radial bins by the energy of their layer, and lists the high-level features whose histograms separate it most from
 half B (separation power), beside A's own against B.
 
     python benchmarks/shape_halo.py --models runs/fidelity-study/factorized-layers-occupancy \\
@@ -18,6 +19,7 @@ half B (separation power), beside A's own against B.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 from unittest import mock
 
@@ -76,6 +78,22 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: list[float])
     order = np.argsort(values, axis=None)
     cum = np.cumsum(weights.ravel()[order])
     return values.ravel()[order][np.searchsorted(cum, np.asarray(q) * cum[-1])]
+
+
+LAYER_BINS = (0.0, 3.0, 10.0, 30.0, 100.0, np.inf)  # MeV: layer energies of the hit table
+HIT_FROM = 3  # the first radial bin of the hit table
+
+
+def _hits_by_layer(showers: np.ndarray, layers: np.ndarray, mesh: tuple[int, int, int]) -> list[str]:  # fmt: skip
+    """10/50/90 % quantiles (MeV) of the hit energies in radial bins >= :data:`HIT_FROM`, per
+    bin of their layer's energy (:data:`LAYER_BINS`)."""
+    x = showers.reshape(len(showers), *mesh)[..., HIT_FROM:]
+    of_layer = np.broadcast_to(layers[:, :, None, None], x.shape)
+    out = []
+    for low, high in itertools.pairwise(LAYER_BINS):
+        hits = x[(x > 0) & (of_layer >= low) & (of_layer < high)]
+        out.append("-" if len(hits) < 10 else " / ".join(f"{v:.2g}" for v in np.quantile(hits, [0.1, 0.5, 0.9])))  # fmt: skip
+    return out
 
 
 def _named(features) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -137,6 +155,15 @@ def main() -> None:
         "|---|---|---|---|---|",
         g4_row,
     ]
+    bins = [f"{lo:g}-{hi:g} MeV" for lo, hi in itertools.pairwise(LAYER_BINS)]
+    hit_lines = [
+        "",
+        f"Hit energies (MeV, 10/50/90 %) in radial bins >= {HIT_FROM}, by their layer's energy:",
+        "",
+        f"| showers | {' | '.join(bins)} |",
+        "|---|" + "---|" * len(bins),
+        f"| Geant4 (A) | {' | '.join(_hits_by_layer(a.showers, layers, mesh))} |",
+    ]
     worst_lines = ["", "Worst features (separation power from half B; A's own in brackets):", ""]
     for spec in args.models:
         model = first if spec == args.models[0] else _model(spec)
@@ -146,11 +173,12 @@ def main() -> None:
         ratio = " ".join(f"{v:.2f}" for v in (profile / g4_profile)[1:])
         drawn = "-" if sums is None else " / ".join(f"{v:.2f}" for v in _weighted_quantiles(sums, layers, [0.1, 0.5, 0.9]))  # fmt: skip
         lines.append(f"| {spec} | {' '.join(f'{100 * v:.2g}' for v in share)} | {ratio} | {' / '.join(f'{v:.2g}' for v in q)} | {drawn} |")  # fmt: skip
+        hit_lines.append(f"| {spec} | {' | '.join(_hits_by_layer(showers, layers, mesh))} |")
         got = compute_features(showers, a.energies, a.binning, threshold)
         worst = sorted(_separations(feats["B"], got, threshold), reverse=True)[: args.worst]
         worst_lines.append(f"- {spec}: " + ", ".join(f"{name} {v:.2f} ({base[name]:.2f})" for v, name in worst))  # fmt: skip
         print(lines[-1], flush=True)
-    text = "\n".join([*lines, *worst_lines, ""])
+    text = "\n".join([*lines, *hit_lines, *worst_lines, ""])
     print(text)
     if args.out:
         args.out.write_text(text)
