@@ -9,7 +9,9 @@ Arms (``--arms``, comma-separated):
 - ``factorized-layers-nopos``: the same without the position-aware final layer;
 - ``factorized-layers-occupancy``: factorized-layers with occupancy codes (an occupancy bit
   beside each layer energy and each voxel fraction, ``caloforge.data.factorized``), the
-  default since this arm; the other factorised arms are run without them.
+  default since this arm; the other factorised arms are run without them;
+- ``factorized-log-energy``: factorized-layers-occupancy with the log of each occupied voxel's
+  energy in the shape code instead of the logit of its fraction (``voxel_values=log-energy``).
 
 Each arm gets the same compute: ``--minutes`` of this machine's time, its energy model's
 training included. The time of one training step of each arm's networks is measured first,
@@ -59,6 +61,12 @@ ARMS = {
         *CLASSIC,
     ],
     "factorized-layers-occupancy": ["--config", "configs/factorized-cpu.yaml"],
+    "factorized-log-energy": [
+        "--config",
+        "configs/factorized-cpu.yaml",
+        "--set",
+        "voxel_values=log-energy",
+    ],
 }
 PROBE_STEPS = 100  # the least any network trains
 
