@@ -11,6 +11,8 @@
 #   scripts/train-default.sh                      # -> $RUNS/default
 #   INIT=default STEPS=4000 scripts/train-default.sh $RUNS/default-stage2
 #   CONFIG=configs/calodit-cpu.yaml STEPS=10000 scripts/train-default.sh $RUNS/calodit
+# PART=energy|shape trains one network only (the other is the INIT model's); LR sets the
+# shape model's peak learning rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-$HOME/caloforge-runs}"
@@ -21,6 +23,8 @@ data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
 resume=()
 if [[ -f $out/config.yaml ]]; then resume=(--resume); fi
 if [[ -n ${INIT:-} ]]; then resume+=(--init "$INIT"); fi
+if [[ -n ${PART:-} ]]; then resume+=(--part "$PART"); fi
+if [[ -n ${LR:-} ]]; then resume+=(--set train.lr="$LR"); fi
 energy=()
 if grep -q "^family: factorized" "$config"; then energy=(--set energy.train.steps="${ENERGY_STEPS:-20000}"); fi
 .venv/bin/caloforge train --config "$config" --out "$out" "${resume[@]}" "${energy[@]}" \

@@ -11,6 +11,7 @@ from caloforge.data.factorized import (
     CODE_SCALE,
     FractionTransform,
     LayerTransform,
+    _bounded_fit,
     conserve_threshold,
     layer_energies,
     rescale_layers,
@@ -76,6 +77,26 @@ def test_conditional_code_has_unit_spread_per_detector_and_energy() -> None:
     assert not np.allclose(other.sum(1), layers.sum(1), rtol=0.05)
     again = LayerTransform.from_dict(cond.to_dict())
     assert again == cond
+
+
+def test_conditional_code_polynomials_stay_within_their_bins_over_the_whole_range() -> None:
+    # bins covering t in [0.2, 1] only (a layer defined only at high energy), a spread that
+    # falls steeply: the quadratic through them would dive far below every bin at t = -1
+    centre = np.linspace(0.2, 1.0, 9)
+    log_std = -3 * (centre - 0.6) ** 2 + 0.5 * centre
+    mean = 0.3 * centre
+    means, spreads = _bounded_fit(centre, mean, log_std, np.ones(9))
+    grid = np.linspace(-1, 1, 101)
+    assert np.polyval(np.polyfit(centre, log_std, 2), -1.0) < log_std.min() - 3  # the dive
+    assert (np.polyval(spreads, grid) >= log_std.min() - np.log(2) - 1e-9).all()
+    assert (np.polyval(spreads, grid) <= log_std.max() + np.log(2) + 1e-9).all()
+    assert len(means) == len(spreads) == 3
+    # a well-behaved quadratic over the whole range is kept as it is
+    centre = np.linspace(-1, 1, 9)
+    log_std = 0.2 * centre**2 - 0.3 * centre
+    means, spreads = _bounded_fit(centre, 0.3 * centre, log_std, np.ones(9))
+    np.testing.assert_allclose(spreads, [0.2, -0.3, 0.0], atol=1e-9)
+    np.testing.assert_allclose(means, [0.0, 0.3, 0.0], atol=1e-9)
 
 
 def test_conditional_code_spare_slot_uses_global_statistics() -> None:
