@@ -708,16 +708,21 @@ class FractionTransform:
             f = np.where(sums > 0, f / sums, 0.0)
         return (f * layers[..., None]).reshape(n, -1)
 
+    def _unstandardised(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The code (N, 2 V) -> its values as logits (or log energies) and its bits, both
+        (N, Z, A*R), float64."""
+        n, z = len(values), self.mesh_shape[0]
+        v = math.prod(self.mesh_shape)
+        values = np.asarray(values, dtype=np.float64)
+        x = values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)
+        return x.reshape(n, z, -1), values[:, v:].reshape(n, z, -1)
+
     def _occupied(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The code (N, 2 V) -> each voxel's share where its bit is set, 0 elsewhere, as the
         network drew it (before the shares of a layer are made to add up to 1), and the bits;
         both (N, Z, A*R). A share is the fraction, or (log-energy values) the energy divided by
         the largest one drawn in its layer."""
-        n, z = len(values), self.mesh_shape[0]
-        v = math.prod(self.mesh_shape)
-        values = np.asarray(values, dtype=np.float64)
-        x = (values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)).reshape(n, z, -1)  # fmt: skip
-        bits = values[:, v:].reshape(n, z, -1)
+        x, bits = self._unstandardised(values)
         if self.values == "fraction":
             return np.where(bits > 0, _expit(x, self.alpha), 0.0), bits
         x = np.where(bits > 0, x, -np.inf)
@@ -733,10 +738,8 @@ class FractionTransform:
             raise SpecError("drawn sums need a code with occupancy bits")
         if self.values == "fraction":
             return self._occupied(values)[0].sum(axis=2)
-        n, z = len(values), self.mesh_shape[0]
-        v = math.prod(self.mesh_shape)
-        x = np.asarray(values[:, :v], dtype=np.float64) * np.asarray(self.code_std) + np.asarray(self.code_mean)  # fmt: skip
-        drawn = np.where(values[:, v:] > 0, np.exp(x), 0.0).reshape(n, z, -1).sum(axis=2)
+        x, bits = self._unstandardised(values)
+        drawn = np.where(bits > 0, np.exp(x), 0.0).sum(axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(layers > 0, drawn / layers, 0.0)
 
