@@ -48,14 +48,15 @@ def main() -> None:
         default="benchmarks/results/default_model.md",
         help="the recorded evaluation (Markdown) that the card points to",
     )
+    parser.add_argument(
+        "--reproduce",
+        default="`scripts/make-datasets.sh && scripts/train-default.sh`",
+        help="the commands that trained the run (Markdown), for the card",
+    )
     args = parser.parse_args()
     model = load_model(args.run)  # checks that the run holds a complete model
     result = Comparison.from_metrics(json.loads((args.evaluation / "metrics.json").read_text()))
     record = model.record
-    voxel_part = list(record.networks)[-1]  # the network that makes the voxels
-    run_dir = args.run / voxel_part if len(record.networks) > 1 else args.run
-    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    last = rows[-1]
     init_from = record.extra.get("init_from")
     started = (
         f", started from {init_from['model']} (trained {init_from['steps']} steps before; "
@@ -63,6 +64,30 @@ def main() -> None:
         if init_from
         else ""
     )
+    # the networks this run trained (`train --part` trains one; the other is the parent's)
+    if len(record.networks) > 1:
+        dirs = {part: args.run / part for part in record.networks}
+        trained = {part: d for part, d in dirs.items() if (d / "metrics.csv").exists()}
+    else:
+        trained = {next(iter(record.networks)): args.run}
+    if not trained:
+        raise SystemExit(f"error: {args.run} holds no metrics.csv of a trained network")
+    runs = {part: list(csv.DictReader((d / "metrics.csv").open())) for part, d in trained.items()}
+    kept = [part for part in record.networks if part not in trained]
+    if kept and init_from:
+        started = (
+            f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
+            f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
+            f"{', '.join(str(init_from['steps'].get(p, '?')) for p in kept)} steps"
+        )
+    voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if trained)
+    training = record.training
+    if kept and init_from:  # the shipped record counts the kept networks' steps too
+        steps = {p: int(init_from["steps"][p]) for p in kept} | training.part_steps
+        steps = {p: steps[p] for p in record.networks}
+        training = replace(training, part_steps=steps, completed_steps=steps[list(steps)[-1]])
+    rows = runs[voxel_part]
+    last = rows[-1]
     assert result.auc_high is not None, "the evaluation has no high-level AUC"
     measured = (
         f"classifier AUC low {result.auc_low.format() if result.auc_low else '-'}, high "
@@ -102,11 +127,13 @@ def main() -> None:
             for f in record.training.files
         ),
         (
-            f"- **Training**: {record.training.completed_steps} steps "
-            f"{' (per network: ' + str(record.training.part_steps) + ')' if record.training.part_steps else ''} "
+            f"- **Training**: {training.completed_steps} steps "
+            f"{' (per network: ' + str(training.part_steps) + ')' if training.part_steps else ''} "
             f"(`scripts/train-default.sh`, {args.config}){started}, "
-            f"{_wall_hours(rows):.2f} h of wall time on 2 CPU cores (summed over the resumed "
-            f"segments; a shared machine makes it vary); final loss {last['loss']}, validation loss "
+            f"{sum(_wall_hours(r) for r in runs.values()):.2f} h of wall time on 2 CPU cores "
+            f"for {' and '.join(trained)} (summed over the resumed segments; a shared machine "
+            "makes it vary); "
+            f"{voxel_part} network: final loss {last['loss']}, validation loss "
             f"{next((r['val_loss'] for r in reversed(rows) if r['val_loss']), '-')}."
         ),
         "",
@@ -119,7 +146,7 @@ def main() -> None:
         "",
         (
             "The baseline compares two disjoint parts of the held-out "
-            "Geant4 showers. Reproduce: `scripts/make-datasets.sh && scripts/train-default.sh`, "
+            f"Geant4 showers. Reproduce: {args.reproduce}, "
             f"then the evaluation recorded in {args.results} (its command is there)."
         ),
         "",
@@ -129,7 +156,7 @@ def main() -> None:
     copy_model(args.run, TARGET)
     shipped = ModelRecord.read(TARGET / META_FILE)
     quality = Quality(verdict, asdict(result.auc_high), "MODEL_CARD.md")
-    replace(shipped, quality=quality).write(TARGET / META_FILE)
+    replace(shipped, quality=quality, training=training).write(TARGET / META_FILE)
     (TARGET / "MODEL_CARD.md").write_text("\n".join(lines))
 
 
