@@ -255,7 +255,7 @@ class EnergyModelConfig:
     conditional: bool = False
 
 
-VOXEL_VALUES = ("fraction", "log-energy")
+VOXEL_VALUES = ("fraction", "log-energy", "fraction-by-layer")
 """What an occupied voxel's value in a factorised shape model's code is."""
 
 
@@ -280,7 +280,8 @@ class RunConfig:
     # factorized: the shape model sees the log layer energies beside the layer logits
     layer_logs: bool = True
     # factorized: an occupied voxel's value in the shape model's code: the logit of its
-    # fraction of its layer, or the log of its energy (caloforge.data.factorized)
+    # fraction of its layer, the log of its energy, or the logit standardised about a line in
+    # the log of its layer's energy (caloforge.data.factorized)
     voxel_values: str = "fraction"
 
     def __post_init__(self) -> None:

@@ -356,6 +356,49 @@ def test_log_energy_code_round_trips_and_shares_the_layer_by_the_energies_drawn(
         FractionTransform.from_dict({**transform.to_dict(), "values": "energy"})
 
 
+def test_fraction_by_layer_code_follows_the_layer_energy_and_round_trips() -> None:
+    """Fractions that go as 1 / E_layer (a halo of fixed hit energies): the code's line in the
+    log layer energy takes that slope, and its values have about unit spread."""
+    rng = np.random.default_rng(4)
+    n, (z, a, r) = 400, MESH
+    layers = 10 ** rng.uniform(0.5, 3, (n, z))  # 3 to 1000 MeV
+    hits = rng.lognormal(np.log(0.3), 0.5, (n, z, a, r - 1))  # outer hits, ~0.3 MeV
+    hits *= rng.random((n, z, a, r - 1)) < 0.5
+    core = np.clip(layers - hits.sum(axis=(2, 3)), 0.1, None)[..., None] / a * np.ones((n, z, a))
+    showers = np.concatenate([core[..., None], hits], axis=3).reshape(n, -1)
+    energies = 10 ** rng.uniform(3, 5, n)
+    v = showers.shape[1]
+    transform = FractionTransform.fit(showers, MESH, values="fraction-by-layer")
+    assert transform.values == "fraction-by-layer"
+    assert FractionTransform.from_dict(transform.to_dict()) == transform
+    slope = np.asarray(transform.code_slope).reshape(z, a, r)
+    np.testing.assert_allclose(slope[:, :, 1:], -1.0, atol=0.1)  # hits: f ~ 1 / E_layer
+    assert (np.abs(slope[:, :, 0]) < 0.5).all()  # the core: a share of the layer
+    code = transform.encode(showers, energies, seed=1)
+    np.testing.assert_array_equal(code[:, v:] > 0, showers > 0)
+    held = code[:, :v][showers > 0]
+    assert abs(float(held.mean())) < 0.1
+    assert abs(float(held.std()) - 1) < 0.2
+    # the code's unit is the spread of a hit's energy (0.5 in log), not that of the layer
+    # energies, which a global standardisation of the same logits adds to it
+    spread = np.asarray(transform.code_std).reshape(z, a, r)[:, :, 1:]
+    np.testing.assert_allclose(spread, 0.5, atol=0.1)
+    plain = np.asarray(FractionTransform.fit(showers, MESH).code_std).reshape(z, a, r)[:, :, 1:]
+    assert (plain > 2.5 * spread).all()
+    back = transform.decode(code, layer_energies(showers, MESH))
+    np.testing.assert_allclose(back, showers, rtol=1e-4, atol=1e-6)
+    sums = transform.drawn_sums(code, layer_energies(showers, MESH))
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-4)
+    wild = np.random.default_rng(2).normal(0, 300, code.shape)
+    out = transform.decode(wild, layers)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(layer_energies(out, MESH), layers, rtol=1e-9)
+    with pytest.raises(SpecError, match="need occupancy bits"):
+        FractionTransform.fit(showers, MESH, occupancy=False, values="fraction-by-layer")
+    with pytest.raises(SpecError, match="code_slope"):
+        FractionTransform.from_dict({**transform.to_dict(), "code_slope": [0.0]})
+
+
 def test_threshold_keeps_layer_energy() -> None:
     showers, _ = _showers()
     threshold = 0.5

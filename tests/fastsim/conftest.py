@@ -28,7 +28,9 @@ def teachers(tmp_path_factory: pytest.TempPathFactory, make_caloforge_file) -> d
     assert _run("train", *common, "--out", classic, *TINY, "--set", "energy.train.steps=2", "--set", "occupancy=false", "--set", "layer_logs=false") == 0  # fmt: skip
     energies = root / "factorized-log-energy"  # the shape code's values: log voxel energies
     assert _run("train", *common, "--out", energies, *TINY, "--set", "energy.train.steps=2", "--set", "voxel_values=log-energy") == 0  # fmt: skip
-    return {"data": data, "factorized": factorized, "calodit": calodit, "factorized-classic": classic, "factorized-log-energy": energies}  # fmt: skip
+    by_layer = root / "factorized-by-layer"  # the shape code's logits about a line in log E_layer
+    assert _run("train", *common, "--out", by_layer, *TINY, "--set", "energy.train.steps=2", "--set", "voxel_values=fraction-by-layer") == 0  # fmt: skip
+    return {"data": data, "factorized": factorized, "calodit": calodit, "factorized-classic": classic, "factorized-log-energy": energies, "factorized-by-layer": by_layer}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

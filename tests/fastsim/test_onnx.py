@@ -52,6 +52,7 @@ def _draw_sizes(graph: ShowerGraph) -> list[int]:
             3,
         ),  # a model without occupancy bits nor log layer conditions
         ("factorized-log-energy", "heun", 3),  # a shape code of log voxel energies
+        ("factorized-by-layer", "heun", 3),  # logits about a line in log E_layer
     ],
 )
 def test_the_graph_makes_the_showers_generate_makes(
@@ -79,7 +80,8 @@ def test_the_graph_makes_the_showers_generate_makes(
         assert model.preprocessing.fractions.channels == (1 if family == "factorized-classic" else 2)  # type: ignore[union-attr]  # fmt: skip
         assert bool(model.preprocessing.layers.log_mean) == (family != "factorized-classic")  # type: ignore[union-attr]  # fmt: skip
         np.testing.assert_allclose(layer_energies(got, MESH.shape), layer_energies(want, MESH.shape), rtol=1e-4, atol=1e-3)  # fmt: skip
-        assert model.preprocessing.fractions.values == ("log-energy" if family == "factorized-log-energy" else "fraction")  # type: ignore[union-attr]  # fmt: skip
+        values = {"factorized-log-energy": "log-energy", "factorized-by-layer": "fraction-by-layer"}  # fmt: skip
+        assert model.preprocessing.fractions.values == values.get(family, "fraction")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("family", ["factorized", "calodit"])

@@ -56,6 +56,15 @@ layer's energy. In Geant4 it hardly does: beyond the first radial bins of par04-
 10/50/90 % quantiles of the hit energies are 0.06/0.23/0.75 MeV in layers of 1 MeV and of 1 GeV
 alike, a fraction spanning three decades that a fraction model must learn as ``1 / E_i``.
 
+With ``values="fraction-by-layer"`` the value is the logit of the fraction again, standardised
+about a line in the log of its layer's energy: ``(logit f - a_v - b_zr log(E_i / MeV)) / s_zr``,
+the intercept ``a_v`` per voxel, the slope and the spread per layer and radial bin (pooled over
+phi), all fitted where the voxel holds energy. In the core a voxel's fraction hardly depends on
+its layer's energy (``b ~ 0``); in the halo it goes as ``1 / E_i`` (``b ~ -1``), and a global
+standardisation spreads it over the three decades of layer energies, so that the intrinsic
+spread of a hit's energy is a small part of the unit spread the network resolves. Decoding
+needs only the layer energies, which the energy model draws first; the fractions stay bounded.
+
 The shape model is conditioned on the layers twice (:meth:`LayerTransform.conditions`): the
 Z logits above, and the standardised ``log(E_i / MeV + LOG_FLOOR_MEV)``. A hit in an outer
 voxel is one particle's deposit, of an energy that hardly depends on its layer's (in
@@ -139,6 +148,17 @@ def _log_energy(showers: np.ndarray) -> np.ndarray:
     x = np.asarray(showers, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def _log_layers(layers: np.ndarray) -> np.ndarray:
+    """Layer energies (N, Z) in MeV -> log(E_i / MeV + LOG_FLOOR_MEV) (float64)."""
+    return np.log(np.clip(np.asarray(layers, dtype=np.float64), 0.0, None) + LOG_FLOOR_MEV)
+
+
+def _layer_logs(showers: np.ndarray, mesh_shape: tuple[int, int, int]) -> np.ndarray:
+    """Voxel energies (N, V) -> (N, V): the log of each voxel's layer energy (:func:`_log_layers`)."""
+    ell = _log_layers(layer_energies(showers, mesh_shape))
+    return np.repeat(ell, showers.shape[1] // mesh_shape[0], axis=1)
 
 
 def _expit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -556,7 +576,10 @@ class FractionTransform:
         code_mean, code_std: per voxel, of the code's values where the voxel holds energy
             (empty: no occupancy channel).
         values: what the code's values are (:data:`VOXEL_VALUES`): the logits of the fractions,
-            or the logs of the voxel energies (codes with occupancy bits only).
+            or the logs of the voxel energies, or the logits about a line in the log of the
+            layer energy (codes with occupancy bits only).
+        code_slope: per voxel, that line's slope (``fraction-by-layer`` only; ``code_mean`` is
+            then its intercept).
     """
 
     mesh_shape: tuple[int, int, int]
@@ -566,6 +589,7 @@ class FractionTransform:
     code_mean: tuple[float, ...] = ()
     code_std: tuple[float, ...] = ()
     values: str = "fraction"
+    code_slope: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.values not in VOXEL_VALUES:
@@ -625,9 +649,64 @@ class FractionTransform:
         mean = total / n
         std = np.maximum(np.sqrt(np.maximum(total_sq / n - mean**2, 0.0)), STD_FLOOR)
         code: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        if values == "fraction-by-layer":
+            return cls._fit_by_layer(showers, tuple(mesh_shape), mean, std, alpha)  # type: ignore[arg-type]
         if occupancy:
             code = _shrunk_stats(held, held_sq, count)
         return cls(tuple(mesh_shape), tuple(mean.tolist()), tuple(std.tolist()), alpha, *code, values)  # type: ignore[arg-type]  # fmt: skip
+
+    @classmethod
+    def _fit_by_layer(
+        cls,
+        showers: np.ndarray,
+        mesh_shape: tuple[int, int, int],
+        mean: np.ndarray,
+        std: np.ndarray,
+        alpha: float,
+    ) -> FractionTransform:
+        """The ``fraction-by-layer`` code's statistics (module doc): least squares of the
+        occupied voxels' logits on the log of their layer's energy, the slope and the residual
+        spread pooled over phi per layer and radial bin, the intercept per voxel. A (layer,
+        radial bin) with fewer than :data:`PRIOR_COUNT` occupied voxels gets slope 0."""
+        z, a, r = mesh_shape
+        empty = cls(mesh_shape, (), (), alpha)
+        v = showers.shape[1]
+        sums = np.zeros((6, v))  # n, sum l, sum l^2, sum y, sum y l, sum y^2 (per voxel)
+        for start in range(0, len(showers), 1000):
+            chunk = showers[start : start + 1000]
+            f = empty.fractions(chunk)
+            held = f > 0
+            y = np.where(held, _logit(f, alpha), 0.0)
+            ell = np.where(held, _layer_logs(chunk, mesh_shape), 0.0)
+            for k, term in enumerate((held, ell, ell * ell, y, y * ell, y * y)):
+                sums[k] += term.sum(axis=0)
+        n, s_l, s_ll, s_y, s_yl, s_yy = sums
+        by_bin = sums.reshape(6, z, a, r).sum(axis=2)  # pooled over phi: (6, Z, R)
+        bn, bl, bll, by, byl = by_bin[:5]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var_l = bll / bn - (bl / bn) ** 2
+            slope = np.where((bn >= PRIOR_COUNT) & (var_l > 1e-6), (byl / bn - bl * by / bn**2) / var_l, 0.0)  # fmt: skip
+        slope_v = np.broadcast_to(slope[:, None, :], (z, a, r)).reshape(-1)
+        # the intercept per voxel, shrunk towards its bin's by PRIOR_COUNT pseudo-values
+        bin_intercept = np.where(bn > 0, (by - slope * bl) / np.maximum(bn, 1), 0.0)
+        prior = np.broadcast_to(bin_intercept[:, None, :], (z, a, r)).reshape(-1)
+        intercept = (s_y - slope_v * s_l + PRIOR_COUNT * prior) / (n + PRIOR_COUNT)
+        # residual sum of squares per voxel, pooled over phi
+        rss = s_yy - 2 * intercept * s_y - 2 * slope_v * s_yl + n * intercept**2 + 2 * intercept * slope_v * s_l + slope_v**2 * s_ll  # fmt: skip
+        bin_rss = np.maximum(rss, 0.0).reshape(z, a, r).sum(axis=1)
+        spread = np.sqrt(np.where(bn > 0, bin_rss / np.maximum(bn, 1), 1.0))
+        spread = np.where(bn >= PRIOR_COUNT, np.maximum(spread, STD_FLOOR), 1.0)
+        spread_v = np.broadcast_to(spread[:, None, :], (z, a, r)).reshape(-1)
+        return cls(
+            mesh_shape,
+            tuple(mean.tolist()),
+            tuple(std.tolist()),
+            alpha,
+            tuple(intercept.tolist()),
+            tuple(spread_v.tolist()),
+            "fraction-by-layer",
+            tuple(slope_v.tolist()),
+        )
 
     def forward(self, showers: np.ndarray) -> np.ndarray:
         """Voxel energies (N, V) -> standardised logits (N, V), float32."""
@@ -673,12 +752,13 @@ class FractionTransform:
             return self.forward(showers)
         v = showers.shape[1]
         out = np.empty((len(showers), 2 * v), np.float32)
-        mean, std = np.asarray(self.code_mean), np.asarray(self.code_std)
+        std = np.asarray(self.code_std)
         for start in range(0, len(showers), 1000):  # chunks: no float64 copy of the set
-            f = self.fractions(showers[start : start + 1000])
+            chunk = showers[start : start + 1000]
+            f = self.fractions(chunk)
             held = f > 0
-            raw = _log_energy(showers[start : start + 1000]) if self.values == "log-energy" else _logit(f, self.alpha)  # fmt: skip
-            x = (raw - mean) / std
+            raw = _log_energy(chunk) if self.values == "log-energy" else _logit(f, self.alpha)
+            x = (raw - self._centre(layer_energies(chunk, self.mesh_shape))) / std
             out[start : start + 1000, :v] = np.where(held, x, 0.0)
             out[start : start + 1000, v:] = np.where(held, 1.0, -1.0)
         if energies is not None:
@@ -697,7 +777,7 @@ class FractionTransform:
         if not self.occupancy:
             return self.inverse(values, layers)
         n = len(values)
-        f, bits = self._occupied(values)
+        f, bits = self._occupied(values, layers)
         sums = f.sum(axis=2, keepdims=True)
         dead = (sums[..., 0] <= 0) & (layers > 0)  # (N, Z)
         if dead.any():
@@ -708,22 +788,32 @@ class FractionTransform:
             f = np.where(sums > 0, f / sums, 0.0)
         return (f * layers[..., None]).reshape(n, -1)
 
-    def _unstandardised(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The code (N, 2 V) -> its values as logits (or log energies) and its bits, both
-        (N, Z, A*R), float64."""
+    def _centre(self, layers: np.ndarray) -> np.ndarray:
+        """Layer energies (N, Z) -> (N, V): each voxel's code mean (with ``fraction-by-layer``
+        values, the line in the log of its layer's energy)."""
+        mean = np.asarray(self.code_mean)
+        if not self.code_slope:
+            return np.broadcast_to(mean, (len(layers), len(mean)))
+        ell = _log_layers(layers)  # (N, Z)
+        per_voxel = np.repeat(ell, len(mean) // self.mesh_shape[0], axis=1)
+        return mean + np.asarray(self.code_slope) * per_voxel
+
+    def _unstandardised(self, values: np.ndarray, layers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The code (N, 2 V) drawn for the layer energies (N, Z) -> its values as logits (or
+        log energies) and its bits, both (N, Z, A*R), float64."""
         n, z = len(values), self.mesh_shape[0]
         v = math.prod(self.mesh_shape)
         values = np.asarray(values, dtype=np.float64)
-        x = values[:, :v] * np.asarray(self.code_std) + np.asarray(self.code_mean)
+        x = values[:, :v] * np.asarray(self.code_std) + self._centre(np.asarray(layers, np.float64))  # fmt: skip
         return x.reshape(n, z, -1), values[:, v:].reshape(n, z, -1)
 
-    def _occupied(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _occupied(self, values: np.ndarray, layers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The code (N, 2 V) -> each voxel's share where its bit is set, 0 elsewhere, as the
         network drew it (before the shares of a layer are made to add up to 1), and the bits;
         both (N, Z, A*R). A share is the fraction, or (log-energy values) the energy divided by
         the largest one drawn in its layer."""
-        x, bits = self._unstandardised(values)
-        if self.values == "fraction":
+        x, bits = self._unstandardised(values, layers)
+        if self.values != "log-energy":
             return np.where(bits > 0, _expit(x, self.alpha), 0.0), bits
         x = np.where(bits > 0, x, -np.inf)
         top = x.max(axis=2, keepdims=True)
@@ -736,9 +826,9 @@ class FractionTransform:
         diagnostic of the shape model: a sum far from 1 rescales every hit of its layer."""
         if not self.occupancy:
             raise SpecError("drawn sums need a code with occupancy bits")
-        if self.values == "fraction":
-            return self._occupied(values)[0].sum(axis=2)
-        x, bits = self._unstandardised(values)
+        if self.values != "log-energy":
+            return self._occupied(values, layers)[0].sum(axis=2)
+        x, bits = self._unstandardised(values, layers)
         drawn = np.where(bits > 0, np.exp(x), 0.0).sum(axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(layers > 0, drawn / layers, 0.0)
@@ -754,6 +844,8 @@ class FractionTransform:
             out.update(code_mean=list(self.code_mean), code_std=list(self.code_std))
         if self.values != "fraction":
             out["values"] = self.values
+        if self.code_slope:
+            out["code_slope"] = list(self.code_slope)
         return out
 
     @classmethod
@@ -764,7 +856,11 @@ class FractionTransform:
         code = (tuple(data.get("code_mean", ())), tuple(data.get("code_std", ())))
         if len(code[0]) not in (0, math.prod(shape)) or len(code[0]) != len(code[1]):
             raise SpecError("the fraction transform's code_mean and code_std do not match its mesh")  # fmt: skip
-        return cls(shape, tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code, str(data.get("values", "fraction")))  # type: ignore[arg-type]  # fmt: skip
+        slope = tuple(data.get("code_slope", ()))
+        values = str(data.get("values", "fraction"))
+        if len(slope) != (math.prod(shape) if values == "fraction-by-layer" else 0):
+            raise SpecError("the fraction transform's code_slope does not match its values and mesh")  # fmt: skip
+        return cls(shape, tuple(data["mean"]), tuple(data["std"]), float(data["alpha"]), *code, values, slope)  # type: ignore[arg-type]  # fmt: skip
 
 
 def conserve_threshold(

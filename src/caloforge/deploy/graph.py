@@ -83,6 +83,7 @@ class ShowerGraph(nn.Module):
     c_log_std: Tensor  # (empty: no occupancy bits; K = 1: a global code)
     fc_mean: Tensor  # the shape model's code (empty: no occupancy channel)
     fc_std: Tensor
+    fc_slope: Tensor  # its slope in log E_layer (fraction-by-layer values; empty otherwise)
     lg_mean: Tensor  # the shape model's log layer conditions (empty: logits alone)
     lg_std: Tensor
     f_mean: Tensor
@@ -142,6 +143,7 @@ class ShowerGraph(nn.Module):
             self.register_buffer("f_std", _tensor(pre.fractions.std))
             self.register_buffer("fc_mean", _tensor(pre.fractions.code_mean))
             self.register_buffer("fc_std", _tensor(pre.fractions.code_std))
+            self.register_buffer("fc_slope", _tensor(pre.fractions.code_slope))
 
     # ------------------------------------------------------------------------------------
     @property
@@ -277,8 +279,11 @@ class ShowerGraph(nn.Module):
         else:  # :meth:`FractionTransform.decode`: the occupied voxels' fractions
             v = z * a * r
             values = (x[:, :v] * self.fc_std + self.fc_mean).reshape(b, z, a * r)
+            if self.fractions_t.code_slope:  # fraction-by-layer: about a line in log E_layer
+                ell = torch.log(layers.clamp(min=0.0) + LOG_FLOOR_MEV)[..., None]
+                values = values + self.fc_slope.reshape(z, a * r) * ell
             bits = x[:, v:].reshape(b, z, a * r)
-            if self.fractions_t.values == "fraction":
+            if self.fractions_t.values != "log-energy":
                 f = torch.where(bits > 0, _expit(values, self.fractions_t.alpha), 0.0)
             else:  # log energies: shares of the largest energy drawn in the layer
                 values = torch.where(bits > 0, values, torch.full_like(values, -torch.inf))
