@@ -11,7 +11,13 @@ Arms (``--arms``, comma-separated):
   beside each layer energy and each voxel fraction, ``caloforge.data.factorized``), the
   default since this arm; the other factorised arms are run without them;
 - ``factorized-log-energy``: factorized-layers-occupancy with the log of each occupied voxel's
-  energy in the shape code instead of the logit of its fraction (``voxel_values=log-energy``).
+  energy in the shape code instead of the logit of its fraction (``voxel_values=log-energy``);
+- ``factorized-by-layer``: factorized-layers-occupancy with the logit standardised about a
+  line in the log of its layer's energy (``voxel_values=fraction-by-layer``).
+
+The last two train the energy model on the conditional code (``energy.conditional``, the
+config's since the default shipped with it); the arms recorded before are run with the
+global code, as they were.
 
 Each arm gets the same compute: ``--minutes`` of this machine's time, its energy model's
 training included. The time of one training step of each arm's networks is measured first,
@@ -42,7 +48,9 @@ from pathlib import Path
 from fidelity import fidelity  # benchmarks/fidelity.py
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSIC = ["--set", "occupancy=false"]  # the codes before the occupancy bits
+# the arms recorded before the conditional energy code became the config's (factorized-cpu.yaml)
+GLOBAL = ["--set", "energy.conditional=false"]
+CLASSIC = ["--set", "occupancy=false", *GLOBAL]  # the codes before the occupancy bits
 ARMS = {
     "control": ["--config", "configs/calodit-cpu.yaml"],
     "factorized-343": [
@@ -60,12 +68,18 @@ ARMS = {
         "model.final_position=false",
         *CLASSIC,
     ],
-    "factorized-layers-occupancy": ["--config", "configs/factorized-cpu.yaml"],
+    "factorized-layers-occupancy": ["--config", "configs/factorized-cpu.yaml", *GLOBAL],
     "factorized-log-energy": [
         "--config",
         "configs/factorized-cpu.yaml",
         "--set",
         "voxel_values=log-energy",
+    ],
+    "factorized-by-layer": [
+        "--config",
+        "configs/factorized-cpu.yaml",
+        "--set",
+        "voxel_values=fraction-by-layer",
     ],
 }
 PROBE_STEPS = 100  # the least any network trains
