@@ -12,7 +12,8 @@
 #   INIT=default STEPS=4000 scripts/train-default.sh $RUNS/default-stage2
 #   CONFIG=configs/calodit-cpu.yaml STEPS=10000 scripts/train-default.sh $RUNS/calodit
 # PART=energy|shape trains one network only (the other is the INIT model's); LR sets the
-# shape model's peak learning rate.
+# shape model's peak learning rate; SETS adds settings (space-separated KEY=VALUE), e.g.
+#   SETS="voxel_values=fraction-by-layer" STEPS=9000 scripts/train-default.sh $RUNS/byl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-$HOME/caloforge-runs}"
@@ -25,6 +26,7 @@ if [[ -f $out/config.yaml ]]; then resume=(--resume); fi
 if [[ -n ${INIT:-} ]]; then resume+=(--init "$INIT"); fi
 if [[ -n ${PART:-} ]]; then resume+=(--part "$PART"); fi
 if [[ -n ${LR:-} ]]; then resume+=(--set train.lr="$LR"); fi
+for setting in ${SETS:-}; do resume+=(--set "$setting"); done
 energy=()
 if grep -q "^family: factorized" "$config"; then energy=(--set energy.train.steps="${ENERGY_STEPS:-20000}"); fi
 .venv/bin/caloforge train --config "$config" --out "$out" "${resume[@]}" "${energy[@]}" \
