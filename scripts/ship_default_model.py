@@ -74,18 +74,17 @@ def main() -> None:
         raise SystemExit(f"error: {args.run} holds no metrics.csv of a trained network")
     runs = {part: list(csv.DictReader((d / "metrics.csv").open())) for part, d in trained.items()}
     kept = [part for part in record.networks if part not in trained]
-    if kept and init_from:
-        started = (
-            f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
-            f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
-            f"{', '.join(str(init_from['steps'].get(p, '?')) for p in kept)} steps"
-        )
-    voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if trained)
     training = record.training
     if kept and init_from:  # the shipped record counts the kept networks' steps too
         steps = {p: int(init_from["steps"][p]) for p in kept} | training.part_steps
         steps = {p: steps[p] for p in record.networks}
         training = replace(training, part_steps=steps, completed_steps=steps[list(steps)[-1]])
+        started = (
+            f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
+            f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
+            f"{', '.join(str(steps[p]) for p in kept)} steps"
+        )
+    voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if trained)
     rows = runs[voxel_part]
     last = rows[-1]
     assert result.auc_high is not None, "the evaluation has no high-level AUC"

@@ -250,10 +250,6 @@ class LayerTransform:
         return len(self.mean) * (2 if self.log_mean else 1)
 
     @staticmethod
-    def _log(layers: np.ndarray) -> np.ndarray:
-        return np.log(np.clip(layers, 0.0, None) + LOG_FLOOR_MEV)
-
-    @staticmethod
     def defined(layers: np.ndarray) -> np.ndarray:
         """(N, Z) bool: where the logit of ``u`` carries information: ``u_0`` always, ``u_{i+1}``
         where layer ``i`` holds energy and a later layer does too."""
@@ -303,7 +299,7 @@ class LayerTransform:
             code = _shrunk_stats(np.nansum(held, 0), np.nansum(held**2, 0), np.isfinite(held).sum(0))  # fmt: skip
         log: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         if logs:
-            y = cls._log(layers)
+            y = _log_layers(layers)
             log = (tuple(y.mean(axis=0).tolist()), tuple(np.maximum(y.std(axis=0), STD_FLOOR).tolist()))  # fmt: skip
         out = cls(scale, tuple(x.mean(axis=0).tolist()), tuple(std.tolist()), alpha, *code, *log)
         return out.with_conditional_code(layers, energies, groups) if conditional else out
@@ -404,7 +400,7 @@ class LayerTransform:
         x = self.forward(layers, energies)
         if not self.log_mean:
             return x
-        y = (self._log(layers) - np.asarray(self.log_mean)) / np.asarray(self.log_std)
+        y = (_log_layers(layers) - np.asarray(self.log_mean)) / np.asarray(self.log_std)
         return np.concatenate([x, y.astype(np.float32)], axis=1)
 
     def inverse(self, values: np.ndarray, energies: np.ndarray) -> np.ndarray:
