@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-$HOME/caloforge-runs}"
 run="${1:-$runs/default}"
-scripts/make-datasets.sh siw-train-a siw-train-b scipb siw-test siw-test-b
+scripts/make-datasets.sh siw-train-a siw-train-b scipb siw-test
 data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
 for method in cd ect; do
   resume=()
@@ -16,6 +16,7 @@ for method in cd ect; do
   .venv/bin/caloforge distill --model "$run" --out "$run" --method "$method" \
     --steps "${STEPS:-2000}" "${data[@]}" "${resume[@]}" --no-progress
 done
+scripts/make-datasets.sh siw-test-b  # simulated after the students: never beside training
 results=benchmarks/results
 reference=(--reference data/siw-test.h5 data/siw-test-b.h5 -n 20000)
 judge() {  # judge NAME ARGS...: benchmarks/results/fidelity_NAME.md unless it is there
@@ -24,8 +25,9 @@ judge() {  # judge NAME ARGS...: benchmarks/results/fidelity_NAME.md unless it i
   .venv/bin/python benchmarks/fidelity.py --model "$run" "${reference[@]}" "$@" \
     --results "$results/fidelity_$name.md"
 }
-judge default-teacher --sampler heun
+# the students first (minutes each), the benchmark, then the 32-step teacher (about an hour)
 for method in cd ect; do
   for steps in 1 2; do judge "default-$method-$steps" --sampler "$method" --sampler-steps "$steps" --no-diagnostics; done
 done
 [[ -f $results/benchmark/benchmark.md ]] || .venv/bin/caloforge benchmark --model "$run" --out "$results/benchmark"
+judge default-teacher --sampler heun
