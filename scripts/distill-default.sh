@@ -23,6 +23,7 @@ judge() {  # judge NAME ARGS...: benchmarks/results/fidelity_NAME.md unless it i
   local name=$1; shift
   [[ -f $results/fidelity_$name.md ]] && return
   .venv/bin/python benchmarks/fidelity.py --model "$run" "${reference[@]}" "$@" \
+    --samples "$run/samples-$name.npz" --report "$run/report-$name" \
     --results "$results/fidelity_$name.md"
 }
 # the students first (minutes each), the benchmark, then the 32-step teacher (about an hour)
