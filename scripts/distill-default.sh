@@ -12,7 +12,7 @@ scripts/make-datasets.sh siw-train-a siw-train-b scipb siw-test
 data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
 for method in cd ect; do
   resume=()
-  if [[ -d $run/distill-$method/checkpoints ]]; then resume=(--resume); fi
+  if [[ -f $run/distill-$method/config.yaml ]]; then resume=(--resume); fi
   .venv/bin/caloforge distill --model "$run" --out "$run" --method "$method" \
     --steps "${STEPS:-2000}" "${data[@]}" "${resume[@]}" --no-progress
 done
