@@ -3,10 +3,15 @@
     python scripts/ship_default_model.py --run runs/default --evaluation runs/report-5k \
         --config configs/factorized-cpu.yaml --results benchmarks/results/fidelity_default_5k.md
 
-Copies ``model.json`` and the weights of the run into
+Copies ``model.json`` and the weights of the run (and of its students) into
 ``src/caloforge/models/default/`` and writes ``MODEL_CARD.md`` beside them from the run's
 records (data, steps, wall time) and the evaluation report of the model against held-out
 Geant4 showers (``caloforge evaluate``'s ``metrics.json``).
+
+A distilled run ships with a student as its default sampler (``--sampler cd``; the
+evaluation is then the student's) and the other samplers' reports beside it, on the same
+held-out showers (``--beside "heun (32 steps, the teacher)=runs/report-teacher"``): the card
+gets a table of all of them, and ``caloforge demo`` prints their lines.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from caloforge.evaluate.results import Comparison
-from caloforge.fastsim.model import copy_model, load_model
+from caloforge.fastsim.model import SamplerSettings, copy_model, load_model
 from caloforge.fastsim.record import META_FILE, ModelRecord, Quality
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +36,35 @@ def _wall_hours(rows: list[dict[str, str]]) -> float:
     elapsed = [float(r["elapsed_s"]) for r in rows]
     ends = [a for a, b in itertools.pairwise(elapsed) if b < a]
     return (sum(ends) + elapsed[-1]) / 3600
+
+
+def _comparison(report: Path) -> Comparison:
+    return Comparison.from_metrics(json.loads((report / "metrics.json").read_text()))
+
+
+def _line(result: Comparison) -> str:
+    """One line of a sampler's headline numbers (``caloforge demo`` prints it)."""
+    parts = [
+        f"{label} {ours}"
+        for label, ours, _ in result.rows()
+        if ours != "-" and not label.startswith("separation")
+    ]
+    return "; ".join(parts) + f" ({result.n_generated} vs {result.n_reference} showers)"
+
+
+def _samplers_table(results: dict[str, Comparison]) -> list[str]:
+    """The samplers side by side on the same held-out showers, Geant4 vs Geant4 last."""
+    first = next(iter(results.values()))
+    rows = {label: [label] for label, _, _ in first.rows()}
+    for result in results.values():
+        for label, ours, _ in result.rows():
+            rows.setdefault(label, [label] + ["-"] * (len(results) - 1)).append(ours)
+    for label, _, base in first.rows():
+        rows[label].append(base)
+    head = ["metric", *results, "Geant4 vs Geant4"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows.values() if len(r) == len(head)]
+    return lines
 
 
 def main() -> None:
@@ -53,9 +87,30 @@ def main() -> None:
         default="`scripts/make-datasets.sh && scripts/train-default.sh`",
         help="the commands that trained the run (Markdown), for the card",
     )
+    parser.add_argument(
+        "--sampler", help="the shipped default sampler: a student of the run (default: its own)"
+    )
+    parser.add_argument(
+        "--beside",
+        action="append",
+        default=[],
+        metavar="LABEL=REPORT",
+        help="another sampler's report on the same showers, for the card (repeatable)",
+    )
     args = parser.parse_args()
     model = load_model(args.run)  # checks that the run holds a complete model
-    result = Comparison.from_metrics(json.loads((args.evaluation / "metrics.json").read_text()))
+    result = _comparison(args.evaluation)
+    beside = {}
+    for item in args.beside:
+        label, sep, folder = item.rpartition("=")
+        if not sep or not label:
+            parser.error(f"--beside {item!r}: expected LABEL=REPORT")
+        beside[label] = _comparison(Path(folder))
+    if args.sampler is not None and args.sampler not in model.record.students:
+        parser.error(f"--sampler {args.sampler}: {args.run} has no such student")
+    sampler = args.sampler or model.record.sampler
+    shipped_with = SamplerSettings(sampler).describe(model)
+    shipped_label = f"{shipped_with['sampler']} ({shipped_with['steps']} steps, shipped)"
     record = model.record
     init_from = record.extra.get("init_from")
     started = (
@@ -72,7 +127,10 @@ def main() -> None:
         trained = {next(iter(record.networks)): args.run}
     if not trained:
         raise SystemExit(f"error: {args.run} holds no metrics.csv of a trained network")
-    runs = {part: list(csv.DictReader((d / "metrics.csv").open())) for part, d in trained.items()}
+    runs = {
+        part: list(csv.DictReader((d / "metrics.csv").read_text().splitlines()))
+        for part, d in trained.items()
+    }
     kept = [part for part in record.networks if part not in trained]
     training = record.training
     if kept and init_from:  # the shipped record counts the kept networks' steps too
@@ -150,12 +208,29 @@ def main() -> None:
         ),
         "",
     ]
+    if beside:
+        lines += [
+            "## The samplers, on the same held-out showers",
+            "",
+            *_samplers_table({shipped_label: result, **beside}),
+            "",
+            (
+                f"`caloforge sample` uses {shipped_label.removesuffix(', shipped)')}) unless "
+                "asked for another (`--sampler heun` is the teacher; `caloforge distill` made "
+                "the students)."
+            ),
+            "",
+        ]
     if args.limitations:
         lines += ["## Known limitations", "", args.limitations.read_text().strip(), ""]
     copy_model(args.run, TARGET)
     shipped = ModelRecord.read(TARGET / META_FILE)
-    quality = Quality(verdict, asdict(result.auc_high), "MODEL_CARD.md")
-    replace(shipped, quality=quality, training=training).write(TARGET / META_FILE)
+    lines_at_release = {shipped_label: _line(result)} | {k: _line(v) for k, v in beside.items()}
+    quality = Quality(
+        verdict, asdict(result.auc_high), "MODEL_CARD.md", lines_at_release if beside else {}
+    )
+    shipped = replace(shipped, quality=quality, training=training, sampler=args.sampler or shipped.sampler)  # fmt: skip
+    shipped.write(TARGET / META_FILE)
     (TARGET / "MODEL_CARD.md").write_text("\n".join(lines))
 
 
