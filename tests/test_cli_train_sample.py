@@ -20,6 +20,7 @@ from caloforge.cli import main
 from caloforge.config import ClassifierConfig, EvaluationConfig
 from caloforge.fastsim import load_model
 from caloforge.fastsim.demo import run_demo
+from caloforge.fastsim.model import SamplerSettings
 from caloforge.geometry.mesh import MeshSpec
 
 MESH = MeshSpec(n_z=6, n_phi=4, n_r=3)
@@ -200,6 +201,14 @@ def test_train_resume_sample_evaluate(
     assert result.metrics["conditions"]["mode"] == "points"
     assert len(result.metrics["conditions"]["bins"]) == 2
     assert (tmp_path / "demo" / "generated.h5").exists()
+    # another sampler of the model (e.g. the teacher of a shipped student); an unknown one is
+    # refused before anything is written
+    other = run_demo(tmp_path / "demo-euler", model=run, reference=points, config=config, settings=SamplerSettings("euler", 2))  # fmt: skip
+    assert other.notes[0] == "sampled with euler (2 steps)"
+    code, _, err = _run(capsys, "demo", "--model", run, "--out", tmp_path / "demo-bad", "--sampler", "nope")  # fmt: skip
+    assert code != 0
+    assert "'nope' is unknown" in err
+    assert not (tmp_path / "demo-bad").exists()
 
 
 def test_bad_sample_requests(

@@ -822,6 +822,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from caloforge.config import EvaluationConfig
     from caloforge.evaluate.report import tqdm_progress
     from caloforge.fastsim.demo import run_demo
+    from caloforge.fastsim.model import SamplerSettings
 
     config = EvaluationConfig()
     config = replace(config, classifier=replace(config.classifier, repeats=args.classifier_repeats))
@@ -831,11 +832,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             model=args.model,
             config=config,
             overwrite=args.overwrite,
+            settings=SamplerSettings(args.sampler, args.sampler_steps),
             on_batch=bar.update,
             progress=None if args.no_progress else tqdm_progress,
         )
     for note in result.notes:
-        if note.startswith("model card"):
+        if note.startswith(("sampled with", "model card", "at release")):
             print(note)
     print(result.table())
     print(f"report: {Path(args.out) / 'report' / 'index.html'}")
@@ -851,6 +853,10 @@ def _add_demo(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="folder for the generated file and the report")
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
+    p.add_argument(
+        "--sampler", help="the model's sampler or student (default: the model's, e.g. heun for the teacher)"  # fmt: skip
+    )
+    p.add_argument("--sampler-steps", type=int, help="its steps (default: the model's)")
     p.add_argument("--classifier-repeats", type=int, default=3, help="trainings per classifier")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
