@@ -853,9 +853,7 @@ def _add_demo(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="folder for the generated file and the report")
     p.add_argument("--model", default="default", help="'default' (shipped) or a model/run folder")
-    p.add_argument(
-        "--sampler", help="the model's sampler or student (default: the model's, e.g. heun for the teacher)"  # fmt: skip
-    )
+    p.add_argument("--sampler", help="a sampler or student of the model (default: the model's)")
     p.add_argument("--sampler-steps", type=int, help="its steps (default: the model's)")
     p.add_argument("--classifier-repeats", type=int, default=3, help="trainings per classifier")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
