@@ -125,7 +125,7 @@ def main() -> None:
         trained = {part: d for part, d in dirs.items() if (d / "metrics.csv").exists()}
     else:
         trained = {next(iter(record.networks)): args.run}
-    if not trained:
+    if not trained and not record.students:
         raise SystemExit(f"error: {args.run} holds no metrics.csv of a trained network")
     runs = {
         part: list(csv.DictReader((d / "metrics.csv").read_text().splitlines()))
@@ -138,13 +138,26 @@ def main() -> None:
         steps = {p: steps[p] for p in record.networks}
         training = replace(training, part_steps=steps, completed_steps=steps[list(steps)[-1]])
         started = (
-            f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
-            f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
-            f"{', '.join(str(steps[p]) for p in kept)} steps"
+            ""
+            if not trained
+            else (
+                f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
+                f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
+                f"{', '.join(str(steps[p]) for p in kept)} steps"
+            )
         )
-    voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if trained)
-    rows = runs[voxel_part]
-    last = rows[-1]
+    if trained:
+        voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if so)
+        last = runs[voxel_part][-1]
+        val = next((r["val_loss"] for r in reversed(runs[voxel_part]) if r["val_loss"]), "-")
+        trained_here = (
+            f"{sum(_wall_hours(r) for r in runs.values()):.2f} h of wall time on 2 CPU cores "
+            f"for {' and '.join(trained)} (summed over the resumed segments; a shared machine "
+            f"makes it vary); {voxel_part} network: final loss {last['loss']}, validation loss "
+            f"{val}"
+        )
+    else:  # a model distilled in a copy of its folder: its networks were trained before
+        trained_here = "networks trained before this run, which distilled them (see Students)"
     assert result.auc_high is not None, "the evaluation has no high-level AUC"
     measured = (
         f"classifier AUC low {result.auc_low.format() if result.auc_low else '-'}, high "
@@ -186,12 +199,14 @@ def main() -> None:
         (
             f"- **Training**: {training.completed_steps} steps "
             f"{' (per network: ' + str(training.part_steps) + ')' if training.part_steps else ''} "
-            f"(`scripts/train-default.sh`, {args.config}){started}, "
-            f"{sum(_wall_hours(r) for r in runs.values()):.2f} h of wall time on 2 CPU cores "
-            f"for {' and '.join(trained)} (summed over the resumed segments; a shared machine "
-            "makes it vary); "
-            f"{voxel_part} network: final loss {last['loss']}, validation loss "
-            f"{next((r['val_loss'] for r in reversed(rows) if r['val_loss']), '-')}."
+            f"(`scripts/train-default.sh`, {args.config}){started}, {trained_here}."
+        ),
+        *(
+            f"- **Student `{name}`**: {s.method} of the {s.part} network "
+            f"(`caloforge distill --method {s.method}`), {s.trained_steps} steps on "
+            f"{', '.join(s.data)}; samples at noise levels {', '.join(f'{v:g}' for v in s.sigmas)} "
+            "(one network evaluation each)."
+            for name, s in record.students.items()
         ),
         "",
         (

@@ -104,3 +104,24 @@ def test_shipping_refuses_a_sampler_the_run_does_not_have(
     with pytest.raises(SystemExit):
         ship.main()
     assert not (tmp_path / "default").exists()
+
+
+def test_shipping_a_student_distilled_into_a_copy_of_a_shipped_model(
+    teachers: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`distill --out NEW` copies the model files only: no metrics.csv; the card says so."""
+    run = tmp_path / "run"
+    args = ["distill", "--model", teachers["factorized"], "--data", teachers["data"], "--out", run, "--steps", "1"]  # fmt: skip
+    assert main([*map(str, args), *DISTILL_TINY, "--no-progress"]) == 0
+    assert not (run / "shape" / "metrics.csv").exists()
+    ship = _ship_module()
+    target = tmp_path / "default"
+    monkeypatch.setattr(ship, "TARGET", target)
+    report = _report(tmp_path / "student", 0.72)
+    argv = ["ship", "--run", str(run), "--evaluation", str(report), "--sampler", "cd"]
+    monkeypatch.setattr(sys, "argv", argv)
+    ship.main()
+    assert load_model(target).record.sampler == "cd"
+    card = (target / "MODEL_CARD.md").read_text()
+    assert "networks trained before this run, which distilled them" in card
+    assert f"- **Student `cd`**: cd of the shape network (`caloforge distill --method cd`), 1 steps on {teachers['data']}" in card  # fmt: skip
