@@ -6,17 +6,26 @@
 # interruption. The order puts the decisive results first: the cd student (about 40 min) and
 # its judgement (minutes), the benchmark, the 32-step teacher's judgement (about an hour of
 # sampling), then the ect student and its judgement.
+# A RUN folder that holds no model yet gets a copy of the shipped default (the teacher when the
+# training run is gone): `caloforge distill --model default --out RUN`.
 #   scripts/distill-default.sh [RUN]      # STEPS=2000 per student
+# TRAIN names the Geant4 sets to distil on; LABEL (default: default) names the results
+# (benchmarks/results/fidelity_LABEL-METHOD-STEPS.md), so a second recipe keeps the first's.
+#   TRAIN="siw-train-a scipb" STEPS=4000 LABEL=shipped scripts/distill-default.sh $RUNS/shipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-$HOME/caloforge-runs}"
 run="${1:-$runs/default}"
-scripts/make-datasets.sh siw-train-a siw-train-b scipb siw-test
-data=(--data data/siw-train-a.h5 data/siw-train-b.h5 data/scipb.h5)
+train=(${TRAIN:-siw-train-a siw-train-b scipb})  # the Geant4 sets distilled on
+scripts/make-datasets.sh "${train[@]}" siw-test
+data=(--data)
+for name in "${train[@]}"; do data+=("data/$name.h5"); done
+teacher="$run"
+[[ -f $run/model.json ]] || teacher=default
 distill() {  # distill METHOD: the student METHOD of the run, resumed if it was started
   local resume=()
   if [[ -f $run/distill-$1/config.yaml ]]; then resume=(--resume); fi
-  .venv/bin/caloforge distill --model "$run" --out "$run" --method "$1" \
+  .venv/bin/caloforge distill --model "$teacher" --out "$run" --method "$1" \
     --steps "${STEPS:-2000}" "${data[@]}" "${resume[@]}" --no-progress
 }
 results=benchmarks/results
@@ -29,7 +38,7 @@ judge() {  # judge NAME ARGS...: benchmarks/results/fidelity_NAME.md unless it i
     --results "$results/fidelity_$name.md"
 }
 judge_student() {  # judge_student METHOD: at 1 and 2 steps
-  for steps in 1 2; do judge "default-$1-$steps" --sampler "$1" --sampler-steps "$steps"; done
+  for steps in 1 2; do judge "${LABEL:-default}-$1-$steps" --sampler "$1" --sampler-steps "$steps"; done
 }
 distill cd
 scripts/make-datasets.sh siw-test-b  # simulated after distillation: never beside training
