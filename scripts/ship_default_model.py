@@ -91,6 +91,11 @@ def main() -> None:
         "--sampler", help="the shipped default sampler: a student of the run (default: its own)"
     )
     parser.add_argument(
+        "--sampler-steps",
+        type=int,
+        help="the student's steps when none are asked for (default: all its noise levels)",
+    )
+    parser.add_argument(
         "--beside",
         action="append",
         default=[],
@@ -109,8 +114,17 @@ def main() -> None:
     if args.sampler is not None and args.sampler not in model.record.students:
         parser.error(f"--sampler {args.sampler}: {args.run} has no such student")
     sampler = args.sampler or model.record.sampler
+    if args.sampler_steps is not None:
+        if sampler not in model.record.students:
+            parser.error("--sampler-steps: the shipped sampler is not a student")
+        student = model.record.students[sampler]
+        if not 1 <= args.sampler_steps <= len(student.sigmas):
+            parser.error(f"--sampler-steps: {sampler} samples in 1 to {len(student.sigmas)} steps")
+        students = {**model.record.students, sampler: replace(student, default_steps=args.sampler_steps)}  # fmt: skip
+        model.record = replace(model.record, students=students)
     shipped_with = SamplerSettings(sampler).describe(model)
-    shipped_label = f"{shipped_with['sampler']} ({shipped_with['steps']} steps, shipped)"
+    steps = shipped_with["steps"]
+    shipped_label = f"{shipped_with['sampler']} ({steps} step{'s' if steps > 1 else ''}, shipped)"
     record = model.record
     init_from = record.extra.get("init_from")
     started = (
@@ -244,7 +258,13 @@ def main() -> None:
     quality = Quality(
         verdict, asdict(result.auc_high), "MODEL_CARD.md", lines_at_release if beside else {}
     )
-    shipped = replace(shipped, quality=quality, training=training, sampler=args.sampler or shipped.sampler)  # fmt: skip
+    shipped = replace(
+        shipped,
+        quality=quality,
+        training=training,
+        sampler=args.sampler or shipped.sampler,
+        students=model.record.students,
+    )
     shipped.write(TARGET / META_FILE)
     (TARGET / "MODEL_CARD.md").write_text("\n".join(lines))
 

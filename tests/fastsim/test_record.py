@@ -12,7 +12,7 @@ import torch
 from caloforge.errors import DataError
 from caloforge.fastsim import load_model
 from caloforge.fastsim.families import FAMILIES, family_of
-from caloforge.fastsim.model import copy_model, default_model_dir
+from caloforge.fastsim.model import SamplerSettings, copy_model, default_model_dir
 from caloforge.fastsim.record import FORMAT_VERSION, META_FILE, ModelRecord
 
 
@@ -112,4 +112,31 @@ def test_saved_weights_carry_a_checksum_that_is_checked(calodit: Path, tmp_path:
     data[-10] ^= 0xFF  # a flipped bit inside a tensor: the file still parses
     weights.write_bytes(bytes(data))
     with pytest.raises(DataError, match="damaged"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(("default_steps", "resolved"), [(None, 2), (1, 1), (2, 2)])
+def test_a_students_default_steps(
+    students: dict[str, Path], tmp_path: Path, default_steps: int | None, resolved: int
+) -> None:
+    copy_model(students["factorized"], tmp_path)
+    data = _record(tmp_path)
+    if default_steps is not None:
+        data["students"]["cd"]["default_steps"] = default_steps
+    (tmp_path / META_FILE).write_text(json.dumps(data))
+    model = load_model(tmp_path)
+    assert model.record.to_dict()["students"] == data["students"]  # round trip
+    assert SamplerSettings("cd").resolve(model) == ("cd", resolved)
+    assert SamplerSettings("cd", steps=1).resolve(model) == ("cd", 1)
+
+
+@pytest.mark.parametrize("default_steps", [0, 3])
+def test_default_steps_beyond_the_students_levels_are_refused(
+    students: dict[str, Path], tmp_path: Path, default_steps: int
+) -> None:
+    copy_model(students["factorized"], tmp_path)
+    data = _record(tmp_path)
+    data["students"]["cd"]["default_steps"] = default_steps
+    (tmp_path / META_FILE).write_text(json.dumps(data))
+    with pytest.raises(DataError, match="default_steps must lie in 1..2"):
         load_model(tmp_path)

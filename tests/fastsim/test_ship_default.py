@@ -14,6 +14,7 @@ from test_pipeline import DISTILL_TINY, TINY
 
 from caloforge.cli import main
 from caloforge.fastsim import load_model
+from caloforge.fastsim.model import SamplerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +110,8 @@ def test_shipping_refuses_a_sampler_the_run_does_not_have(
 def test_shipping_a_student_distilled_into_a_copy_of_a_shipped_model(
     teachers: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`distill --out NEW` copies the model files only: no metrics.csv; the card says so."""
+    """`distill --out NEW` copies the model files only: no metrics.csv; the card says so. The
+    student ships sampling in 1 step by default (`--sampler-steps 1`)."""
     run = tmp_path / "run"
     args = ["distill", "--model", teachers["factorized"], "--data", teachers["data"], "--out", run, "--steps", "1"]  # fmt: skip
     assert main([*map(str, args), *DISTILL_TINY, "--no-progress"]) == 0
@@ -119,9 +121,32 @@ def test_shipping_a_student_distilled_into_a_copy_of_a_shipped_model(
     monkeypatch.setattr(ship, "TARGET", target)
     report = _report(tmp_path / "student", 0.72)
     argv = ["ship", "--run", str(run), "--evaluation", str(report), "--sampler", "cd"]
+    teacher = _report(tmp_path / "teacher", 0.7)
+    argv += ["--sampler-steps", "1", "--beside", f"heun (the teacher)={teacher}"]
     monkeypatch.setattr(sys, "argv", argv)
     ship.main()
-    assert load_model(target).record.sampler == "cd"
+    shipped = load_model(target)
+    assert shipped.record.sampler == "cd"
+    assert SamplerSettings().resolve(shipped) == ("cd", 1)
+    assert SamplerSettings(steps=2).resolve(shipped) == ("cd", 2)  # asked for: both levels
+    assert shipped.record.quality is not None
+    assert list(shipped.record.quality.samplers) == ["cd (1 step, shipped)", "heun (the teacher)"]
     card = (target / "MODEL_CARD.md").read_text()
     assert "networks trained before this run, which distilled them" in card
     assert f"- **Student `cd`**: cd of the shape network (`caloforge distill --method cd`), 1 steps on {teachers['data']}" in card  # fmt: skip
+
+
+def test_shipping_refuses_more_default_steps_than_the_student_has(
+    teachers: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    args = ["distill", "--model", teachers["factorized"], "--data", teachers["data"], "--out", run, "--steps", "1"]  # fmt: skip
+    assert main([*map(str, args), *DISTILL_TINY, "--no-progress"]) == 0
+    ship = _ship_module()
+    monkeypatch.setattr(ship, "TARGET", tmp_path / "default")
+    report = _report(tmp_path / "report", 0.7)
+    argv = ["ship", "--run", str(run), "--evaluation", str(report), "--sampler", "cd", "--sampler-steps", "3"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        ship.main()
+    assert not (tmp_path / "default").exists()

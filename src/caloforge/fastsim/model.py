@@ -97,7 +97,7 @@ class SamplerSettings:
             raise SpecError(f"{sampler!r} is unknown; choose from {', '.join(known)}", subject="sampler")  # fmt: skip
         if student is None:
             return sampler, self.steps or record.diffusion.steps
-        steps = self.steps or len(student.sigmas)
+        steps = self.steps or student.default_steps or len(student.sigmas)
         if steps > len(student.sigmas):
             raise SpecError(
                 f"the student {sampler!r} samples in at most {len(student.sigmas)} steps, "
