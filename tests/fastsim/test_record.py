@@ -138,5 +138,5 @@ def test_default_steps_beyond_the_students_levels_are_refused(
     data = _record(tmp_path)
     data["students"]["cd"]["default_steps"] = default_steps
     (tmp_path / META_FILE).write_text(json.dumps(data))
-    with pytest.raises(DataError, match="default_steps must lie in 1..2"):
+    with pytest.raises(DataError, match=r"default_steps must lie in 1\.\.2"):
         load_model(tmp_path)
