@@ -123,8 +123,10 @@ def main() -> None:
         students = {**model.record.students, sampler: replace(student, default_steps=args.sampler_steps)}  # fmt: skip
         model.record = replace(model.record, students=students)
     shipped_with = SamplerSettings(sampler).describe(model)
-    steps = shipped_with["steps"]
-    shipped_label = f"{shipped_with['sampler']} ({steps} step{'s' if steps > 1 else ''}, shipped)"
+    n_steps = shipped_with["steps"]
+    shipped_label = (
+        f"{shipped_with['sampler']} ({n_steps} step{'s' if n_steps > 1 else ''}, shipped)"
+    )
     record = model.record
     init_from = record.extra.get("init_from")
     started = (

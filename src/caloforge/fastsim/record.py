@@ -86,7 +86,7 @@ class StudentRecord:
             N steps uses the first N).
         trained_steps: distillation steps done; data: the files it was distilled on.
         default_steps: the steps it samples in when none are asked for (None: all of
-            ``sigmas``); set where fewer measured better (the shipped default's student).
+            ``sigmas``); set where fewer measured better (``scripts/ship_default_model.py --sampler-steps``).
     """
 
     part: str
