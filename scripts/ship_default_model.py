@@ -117,10 +117,11 @@ def main() -> None:
     if args.sampler_steps is not None:
         if sampler not in model.record.students:
             parser.error("--sampler-steps: the shipped sampler is not a student")
-        student = model.record.students[sampler]
-        if not 1 <= args.sampler_steps <= len(student.sigmas):
-            parser.error(f"--sampler-steps: {sampler} samples in 1 to {len(student.sigmas)} steps")
-        students = {**model.record.students, sampler: replace(student, default_steps=args.sampler_steps)}  # fmt: skip
+        try:  # the student record checks the steps against its noise levels
+            student = replace(model.record.students[sampler], default_steps=args.sampler_steps)
+        except ValueError as exc:
+            parser.error(f"--sampler-steps: {exc}")
+        students = {**model.record.students, sampler: student}
         model.record = replace(model.record, students=students)
     shipped_with = SamplerSettings(sampler).describe(model)
     n_steps = shipped_with["steps"]
@@ -154,13 +155,9 @@ def main() -> None:
         steps = {p: steps[p] for p in record.networks}
         training = replace(training, part_steps=steps, completed_steps=steps[list(steps)[-1]])
         started = (
-            ""
-            if not trained
-            else (
-                f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
-                f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
-                f"{', '.join(str(steps[p]) for p in kept)} steps"
-            )
+            f"; this run trained {', '.join(trained)} only (`train --init {init_from['model']} "
+            f"--part ...`); {', '.join(kept)} kept from {init_from['model']}, trained "
+            f"{', '.join(str(steps[p]) for p in kept)} steps"
         )
     if trained:
         voxel_part = list(trained)[-1]  # the last trained network (the shape model's, if so)
@@ -173,6 +170,7 @@ def main() -> None:
             f"{val}"
         )
     else:  # a model distilled in a copy of its folder: its networks were trained before
+        started = ""
         trained_here = "networks trained before this run, which distilled them (see Students)"
     assert result.auc_high is not None, "the evaluation has no high-level AUC"
     measured = (
