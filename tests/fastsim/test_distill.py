@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_pipeline import DISTILL_TINY, MESH
 
 from caloforge.cli import main
 from caloforge.data.factorized import layer_energies
 from caloforge.errors import SpecError
 from caloforge.fastsim import load_model, shower_seeds
+from caloforge.fastsim.distill import kept_steps, student_at
 from caloforge.fastsim.model import SamplerSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -112,3 +114,31 @@ def test_distill_refuses_what_it_cannot_use(
     # into a folder holding another model
     assert _run(*base[:3], "--out", teachers["factorized"], "--data", teachers["data"]) != 0
     assert "another model" in capsys.readouterr().err
+
+
+def test_a_kept_checkpoint_gives_its_student_to_a_model_directory(teachers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m"
+    args = ["distill", "--model", teachers["factorized"], "--data", teachers["data"], "--out", out]
+    keep = ["--set", "train.checkpoint_every=1", "--set", "train.keep_every=2"]
+    assert _run(*args, "--steps", "5", *DISTILL_TINY, *keep) == 0
+    assert kept_steps(out, "cd") == [2, 4, 5]  # multiples of 2, and the last two
+    picked = student_at(out, "cd", 2, tmp_path / "at-2")
+    early, last = load_model(picked), load_model(out)
+    assert early.record.students["cd"].trained_steps == 2
+    assert early.record.networks == last.record.networks  # the teacher's networks, copied
+    pairs = zip(early.students["cd"].parameters(), last.students["cd"].parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)  # two more steps moved the EMA
+    n = 3
+    seeds = shower_seeds(3, range(n))
+    showers = early.generate(np.full(n, 1e4), np.full(n, 1.5), np.zeros(n), "par04-siw", seeds, settings=SamplerSettings("cd", 1))  # fmt: skip
+    assert np.isfinite(showers).all()
+    # the step-5 checkpoint's student is the one the run exported
+    again = load_model(student_at(out, "cd", 5, tmp_path / "at-5"))
+    for a, b in zip(again.students["cd"].parameters(), last.students["cd"].parameters(), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)
+    with pytest.raises(SpecError, match=r"no checkpoint of step 1 .*kept: 2, 4, 5"):
+        student_at(out, "cd", 1, tmp_path / "at-1")
+    with pytest.raises(SpecError, match="no student 'ect'"):
+        student_at(out, "ect", 2, tmp_path / "x")
+    assert not (tmp_path / "at-1").exists()
+    assert not (tmp_path / "x").exists()

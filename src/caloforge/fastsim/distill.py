@@ -10,7 +10,9 @@ The training run lives in ``OUT/distill-NAME/``: ``config.yaml`` (the resolved
 :class:`~caloforge.config.DistillConfig`), ``run.json`` (teacher and data), ``checkpoints/``,
 ``metrics.csv`` and ``loss.png``, as a ``train`` run. It resumes like one: a killed run
 continues from its last checkpoint when asked to (``resume``), only the number of steps may
-change. The student's EMA weights are written into the model directory at every checkpoint.
+change. The student's EMA weights are written into the model directory at every checkpoint;
+a run that keeps checkpoints (``train.keep_every``) can give the student of any of them to a
+model directory of its own (:func:`student_at`), e.g. to judge them and pick one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from caloforge.atomic import os_reason, output_lock, write_json_atomic, write_text_atomic
 from caloforge.config import DistillConfig, config_to_dict, load_config
@@ -34,14 +38,14 @@ from caloforge.diffusion.consistency import (
     EasyConsistencyLoss,
 )
 from caloforge.diffusion.samplers import SAMPLERS
-from caloforge.errors import OutputError, SpecError
+from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.fastsim.families import voxel_part
 from caloforge.fastsim.fit import CONFIG_FILE, RUN_FILE, network_data
 from caloforge.fastsim.model import FastSimModel, copy_model, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, StudentRecord
 from caloforge.resources import check_space
 from caloforge.train import distributed
-from caloforge.train.checkpoint import latest_checkpoint
+from caloforge.train.checkpoint import checkpoints, latest_checkpoint, verify_checkpoint
 from caloforge.train.loop import TrainingLoss, train
 
 log = logging.getLogger(__name__)
@@ -253,6 +257,45 @@ def distill(
             exported.record = replace(exported.record, sampler=name)
             exported.record.write(out / META_FILE)
     return DistillResult(out, name, config.train.steps)
+
+
+def kept_steps(out: str | Path, name: str) -> list[int]:
+    """The steps of the complete checkpoints of the student ``name``'s run in ``out``, in order."""
+    found = checkpoints(run_folder(Path(out), name) / "checkpoints")
+    return sorted(int(p.name.removeprefix("step-")) for p in found)
+
+
+def student_at(out: str | Path, name: str, step: int, target: str | Path) -> Path:
+    """The model directory ``target``: the model in ``out`` with its student ``name`` taken from
+    the run's checkpoint of ``step`` (its EMA weights, as the run exports them).
+
+    Raises:
+        SpecError: if ``out`` has no such student or no complete checkpoint of ``step``.
+        DataError: for a damaged checkpoint.
+        OutputError: if ``target`` cannot be written.
+    """
+    out, target = Path(out), Path(target)
+    model = load_model(out)
+    record = model.record.students.get(name)
+    if record is None:
+        raise SpecError(f"{out} has no student {name!r} (it has: {', '.join(model.record.students) or 'none'})")  # fmt: skip
+    path = run_folder(out, name) / "checkpoints" / f"step-{step:07d}"
+    if not (path / "state.json").exists():
+        kept = ", ".join(map(str, kept_steps(out, name))) or "none"
+        raise SpecError(f"{out} keeps no checkpoint of step {step} of {name!r} (kept: {kept})")
+    verify_checkpoint(path)
+    online = ConsistencyPrecond.from_teacher(model.networks[record.part], record.sigma_min)
+    student = ConsistencyStudent(online, 0.0)
+    try:
+        student.load_state_dict(load_file(path / "ema.safetensors"))
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        raise DataError(f"{path} does not hold a student of {out}: {exc}") from None
+    try:
+        copy_model(out, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {os_reason(exc)}") from None
+    model.with_student(name, replace(record, trained_steps=step), student.online).save(target, parts=[name])  # fmt: skip
+    return target
 
 
 def _yaml(config: DistillConfig) -> str:
