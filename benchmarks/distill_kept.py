@@ -7,7 +7,7 @@ towards moves): a run distilled with ``--set train.keep_every=K`` keeps a checkp
 ``benchmarks/fidelity.py`` (the model only, no diagnostics), so the best can be picked (e.g.
 for ``scripts/ship_default_model.py --run RUN/kept-NAME/step-S``).
 
-    python benchmarks/distill_kept.py --run RUN [--name cd] [--steps 500 1000 ...]
+    python benchmarks/distill_kept.py --run RUN [--name cd] [--at 500 1000 ...]
         [--reference data/siw-test.h5 data/siw-test-b.h5] [-n 20000] [--sampler-steps 1 2]
         [--results benchmarks/results/distill_kept_LABEL.md]
 
@@ -74,7 +74,7 @@ def main() -> None:
         "--run", type=Path, required=True, help="the model directory distilled into"
     )
     parser.add_argument("--name", default="cd", help="the student (default: cd)")
-    parser.add_argument("--steps", type=int, nargs="+", help="kept steps to judge (default: all)")
+    parser.add_argument("--at", type=int, nargs="+", help="kept steps to judge (default: all)")
     parser.add_argument("--reference", nargs="+", default=["data/siw-test.h5", "data/siw-test-b.h5"])  # fmt: skip
     parser.add_argument("-n", type=int, default=20_000, help="held-out showers used (A + B)")
     parser.add_argument("--sampler-steps", type=int, nargs="+", default=[1], help="default: 1")
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         kept = kept_steps(args.run, args.name)
-        chosen = args.steps or kept
+        chosen = args.at or kept
         missing = sorted(set(chosen) - set(kept))
         if missing:
             raise SystemExit(f"error: no kept checkpoint of steps {missing} (kept: {kept})")
