@@ -41,6 +41,10 @@ def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
         (["train.val_every=0"], "train.val_every = 0 is out of range"),
         (["train.batch_size=0"], "train.batch_size"),
         (["train.ema_decay=1"], "train.ema_decay"),
+        (
+            ["train.keep_every=250", "train.checkpoint_every=100"],
+            "train.keep_every = 250 would keep no checkpoint",
+        ),
         (["diffusion.p_std=0"], "diffusion.p_std"),
         (["diffusion.sigma_min=100"], "diffusion.sigma_min"),
         (["diffusion.s_churn=-1"], "diffusion.s_churn"),

@@ -152,7 +152,7 @@ class TrainConfig:
     val_batches: int = 4  # batches of the validation loss (fixed noise)
     checkpoint_every: int = 250  # steps between checkpoints
     # checkpoints at multiples of this step are kept for good (0: only the last two are kept),
-    # e.g. to evaluate a run at several points of its training
+    # e.g. to evaluate a run at several points of its training; a multiple of checkpoint_every
     keep_every: int = 0
     log_every: int = 10  # steps between rows of metrics.csv
     # early stopping: stop after this many validations without a better validation loss, and
@@ -181,6 +181,12 @@ class TrainConfig:
             patience=self.patience >= 0,
             seed=0 <= self.seed < 2**63,
         )
+        if self.keep_every % self.checkpoint_every:
+            raise SpecError(
+                f"= {self.keep_every} would keep no checkpoint: checkpoints are written every "
+                f"{self.checkpoint_every} steps (train.checkpoint_every); make it a multiple",
+                subject="train.keep_every",
+            )
 
 
 @dataclass(frozen=True)
