@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue 16: the default model's consistency students (cd, then ect), each judged like the
 # teacher on the same 10k vs 10k held-out showers (benchmarks/fidelity.py), and
-# caloforge benchmark. Runs after scripts/train-default.sh, on its run folder (default
-# ~/caloforge-runs/default); every stage resumes or skips what is done: run it again after an
-# interruption. The order puts the decisive results first: the cd student (about 40 min) and
+# caloforge benchmark. The cd run keeps a checkpoint every 500 steps, and every kept student is
+# judged at 1 and 2 steps (benchmarks/distill_kept.py, results in
+# benchmarks/results/distill_kept_LABEL.md): the shipped student is the best of them.
+# Runs after scripts/train-default.sh, on its run folder (default ~/caloforge-runs/default);
+# every stage resumes or skips what is done: run it again after an interruption. The order puts the decisive results first: the cd student (about 40 min) and
 # its judgement (minutes), the benchmark, the 32-step teacher's judgement (about an hour of
 # sampling), then the ect student and its judgement.
 # A RUN folder that holds no model yet gets a copy of the shipped default (the teacher when the
@@ -16,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-$HOME/caloforge-runs}"
 run="${1:-$runs/default}"
-train=(${TRAIN:-siw-train-a siw-train-b scipb})  # the Geant4 sets distilled on
+train=(${TRAIN:-siw-train-a scipb})  # the Geant4 sets distilled on (the shipped student's)
 scripts/make-datasets.sh "${train[@]}" siw-test
 data=(--data)
 for name in "${train[@]}"; do data+=("data/$name.h5"); done
@@ -26,7 +28,7 @@ distill() {  # distill METHOD: the student METHOD of the run, resumed if it was 
   local resume=()
   if [[ -f $run/distill-$1/config.yaml ]]; then resume=(--resume); fi
   .venv/bin/caloforge distill --model "$teacher" --out "$run" --method "$1" \
-    --steps "${STEPS:-2000}" "${data[@]}" "${resume[@]}" --no-progress
+    --steps "${STEPS:-2000}" "${data[@]}" "${resume[@]}" --set train.keep_every=500 --no-progress
 }
 results=benchmarks/results
 reference=(--reference data/siw-test.h5 data/siw-test-b.h5 -n 20000)
@@ -42,6 +44,8 @@ judge_student() {  # judge_student METHOD: at 1 and 2 steps
 }
 distill cd
 scripts/make-datasets.sh siw-test-b  # simulated after distillation: never beside training
+.venv/bin/python benchmarks/distill_kept.py --run "$run" --name cd "${reference[@]}" --sampler-steps 1 2 \
+  --results "$results/distill_kept_${LABEL:-default}.md"
 judge_student cd
 [[ -f $results/benchmark/benchmark.md ]] || .venv/bin/caloforge benchmark --model "$run" --out "$results/benchmark"
 judge default-teacher --sampler heun
