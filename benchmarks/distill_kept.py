@@ -99,6 +99,7 @@ def main() -> None:
     except CaloforgeError as exc:
         raise SystemExit(f"error: {exc}") from None
     flags = " ".join(str(s) for s in args.sampler_steps)
+    at = f" --at {' '.join(map(str, args.at))}" if args.at else ""
     lines = [
         (
             f"## The kept students {args.name!r} of {args.run}, {args.n // 2} vs {args.n // 2} "
@@ -107,7 +108,7 @@ def main() -> None:
         "",
         (
             f"Command: `python benchmarks/distill_kept.py --run {args.run} --name {args.name} "
-            f"-n {args.n} --sampler-steps {flags}`"
+            f"{at} -n {args.n} --sampler-steps {flags}`"
         ),
         "",
         (
