@@ -107,7 +107,7 @@ def main() -> None:
         ),
         "",
         (
-            f"Command: `python benchmarks/distill_kept.py --run {args.run} --name {args.name} "
+            f"Command: `python benchmarks/distill_kept.py --run {args.run} --name {args.name}"
             f"{at} -n {args.n} --sampler-steps {flags}`"
         ),
         "",

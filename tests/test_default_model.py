@@ -14,6 +14,7 @@ from caloforge.cli import main
 from caloforge.data.readers import read_showers
 from caloforge.fastsim import default_model_dir, load_model, shower_seeds
 from caloforge.fastsim.demo import reference_path
+from caloforge.fastsim.model import SamplerSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,6 +41,23 @@ def test_default_model_metadata() -> None:
     completed = model.record.training.completed_steps
     assert completed is not None
     assert completed >= 1000
+
+
+def test_default_model_samples_with_its_distilled_student() -> None:
+    """Issue 16: a 1-step consistency student of the shape network is the default sampler; the
+    32-step teacher stays available, and the card's numbers of both ship with the model."""
+    model = load_model("default")
+    assert model.record.sampler == "cd"
+    student = model.record.students["cd"]
+    assert student.part == "shape"
+    assert student.default_steps == 1
+    assert SamplerSettings().describe(model) == {"sampler": "cd", "steps": 1, "student": "cd"}
+    assert SamplerSettings("heun").describe(model)["steps"] == 32
+    quality = model.record.quality
+    assert quality is not None
+    labels = list(quality.samplers)
+    assert labels[0] == "cd (1 step, shipped)"
+    assert any(label.startswith("heun (32 steps") for label in labels[1:])
 
 
 @functools.cache
@@ -84,7 +102,7 @@ def test_sample_default_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     code = main(
         [
             "sample", "--model", "default", "--detector", "par04-scipb", "--energy", "10",
-            "--theta", "1.57", "--phi", "0", "-n", "3", "--steps", "4", "--out", str(out),
+            "--theta", "1.57", "--phi", "0", "-n", "3", "--out", str(out),
             "--no-progress",
         ]
     )  # fmt: skip
@@ -92,7 +110,9 @@ def test_sample_default_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with h5py.File(out) as f:
         assert f.attrs["detector_name"] == "par04-scipb"
         assert f["showers"].shape == (3, 45 * 16 * 9)
-        assert json.loads(f.attrs["generator"])["model"] == "default"
+        generator = json.loads(f.attrs["generator"])
+    assert generator["model"] == "default"
+    assert (generator["sampler"], generator["steps"]) == ("cd", 1)  # the shipped student
 
 
 def test_demo_reference_points() -> None:
