@@ -11,7 +11,10 @@ for ``scripts/ship_default_model.py --run RUN/kept-NAME/step-S``).
         [--reference data/siw-test.h5 data/siw-test-b.h5] [-n 20000] [--sampler-steps 1 2]
         [--results benchmarks/results/distill_kept_LABEL.md]
 
-Each judgement is kept in ``RUN/kept-NAME/step-S/fidelity-N-STEPS.json`` and not made again:
+Each judgement is kept in ``RUN/kept-NAME/step-S/``: ``fidelity-N-STEPS.json`` (the table's
+numbers), ``fidelity-N-STEPS.md`` (``fidelity.py``'s tables), ``report-STEPS/`` (the
+``evaluate`` report that ``scripts/ship_default_model.py --evaluation`` takes) and
+``samples-STEPS.npz``; a judged student is not judged again:
 run the same command again after an interruption, or while the run goes on, to add the newer
 checkpoints. The table gives the run's validation loss at each step beside the metrics, and the
 Geant4-vs-Geant4 baseline.
@@ -46,7 +49,11 @@ def _judge(model: Path, args: argparse.Namespace, steps: int) -> dict[str, float
     if kept.exists():
         return json.loads(kept.read_text())
     settings = SamplerSettings(args.name, steps)
-    found = fidelity(str(model), args.reference, args.n, diagnostics=False, settings=settings)
+    found = fidelity(
+        str(model), args.reference, args.n, diagnostics=False, settings=settings,
+        samples=model / f"samples-{steps}.npz", report=model / f"report-{steps}",
+    )  # fmt: skip
+    (model / f"fidelity-{args.n}-{steps}.md").write_text(found.text)
     result, base = found.model, found.model.baseline
     radial = [c for c in found.checks if c.name.startswith("radial profile")]
     row: dict[str, float | None] = {

@@ -5,9 +5,10 @@
 # judged at 1 and 2 steps (benchmarks/distill_kept.py, results in
 # benchmarks/results/distill_kept_LABEL.md): the shipped student is the best of them.
 # Runs after scripts/train-default.sh, on its run folder (default ~/caloforge-runs/default);
-# every stage resumes or skips what is done: run it again after an interruption. The order puts the decisive results first: the cd student (about 40 min) and
-# its judgement (minutes), the benchmark, the 32-step teacher's judgement (about an hour of
-# sampling), then the ect student and its judgement.
+# every stage resumes or skips what is done: run it again after an interruption. The order
+# puts the decisive results first: the cd student (about 40 min) and its kept students'
+# judgements (minutes each, with their reports for the card), the benchmark, the 32-step
+# teacher's judgement (about an hour of sampling), then the ect student and its judgement.
 # A RUN folder that holds no model yet gets a copy of the shipped default (the teacher when the
 # training run is gone): `caloforge distill --model default --out RUN`.
 #   scripts/distill-default.sh [RUN]      # STEPS=2000 per student
@@ -46,7 +47,6 @@ distill cd
 scripts/make-datasets.sh siw-test-b  # simulated after distillation: never beside training
 .venv/bin/python benchmarks/distill_kept.py --run "$run" --name cd "${reference[@]}" --sampler-steps 1 2 \
   --results "$results/distill_kept_${LABEL:-default}.md"
-judge_student cd
 [[ -f $results/benchmark/benchmark.md ]] || .venv/bin/caloforge benchmark --model "$run" --out "$results/benchmark"
 judge default-teacher --sampler heun
 distill ect
