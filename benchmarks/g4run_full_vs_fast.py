@@ -10,13 +10,15 @@ Scenarios (``--scenarios``):
   0.05 X0 of silicon: several particles per event, some converted in front.
 - ``cone``: 3 photons of 5-50 GeV (log-uniform) within 0.05 rad, behind 0.05 X0 of silicon.
 
-Every scenario runs ``caloforge g4run`` with ``--fast none`` and with ``--fast MODEL`` (same
-seed, so the same primaries and Geant4 histories up to the handover), then writes
-``OUT/SCENARIO/index.html`` (``caloforge.evaluate.runs``) and the summary table.
+Every scenario runs ``caloforge g4run`` with ``--fast none`` and with the model in each arm of
+``--arms`` (same seed, so the same primaries and Geant4 histories up to the handover):
+``torch`` (PyTorch, one batch per event), ``torch-b25`` (``--batch-events 25``) and ``onnx``
+(ONNX Runtime on the model's ``caloforge export --onnx``), then writes
+``OUT/SCENARIO[-ARM]/index.html`` (``caloforge.evaluate.runs``) and the summary table.
 
     python benchmarks/g4run_full_vs_fast.py --model default [--sampler cd --sampler-steps 1]
-        [--events 200] [--scenarios gamma10,gamma100,pi0,cone] [--runs runs/g4run]
-        [--out benchmarks/results/g4run]
+        [--events 200] [--scenarios gamma10,gamma100,pi0,cone] [--arms torch,torch-b25,onnx]
+        [--runs runs/g4run] [--out benchmarks/results/g4run]
 
 The run files are kept in ``--runs`` (resumable: an existing run is not simulated again).
 """
@@ -62,6 +64,13 @@ SCENARIOS = {
 }
 
 
+ARMS = {  # how the fast run draws its showers
+    "torch": [],  # PyTorch, one batch per event (a framework's event loop)
+    "torch-b25": ["--batch-events", "25"],  # PyTorch, one batch per 25 events
+    "onnx": [],  # ONNX Runtime (the model's export), one batch per event
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -71,52 +80,69 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"among {', '.join(ARMS)}")
     parser.add_argument("--runs", type=Path, default=Path("runs/g4run"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/g4run"))
     args = parser.parse_args()
     sampler = [*(["--sampler", args.sampler] if args.sampler else []),
                *(["--sampler-steps", str(args.sampler_steps)] if args.sampler_steps else [])]  # fmt: skip
+    arms = args.arms.split(",")
+    runs_dir = ROOT / args.runs
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    onnx = runs_dir / "model.onnx"
+    if "onnx" in arms and not onnx.exists():
+        cmd = ["export", "--onnx", args.model, *sampler, "--out", str(onnx)]
+        subprocess.run([sys.executable, "-m", "caloforge", *cmd], cwd=ROOT, check=True)
+
+    def g4run(name: str, mode: str, fast: str, extra: list[str]):  # type: ignore[no-untyped-def]
+        path = runs_dir / f"{name}-{mode}.h5"
+        if not path.exists():
+            cmd = ["g4run", "--detector", args.detector, "--fast", fast, *SCENARIOS[name],
+                   "--events", str(args.events), "--seed", str(args.seed), "--no-progress",
+                   "--out", str(path), *extra]  # fmt: skip
+            subprocess.run([sys.executable, "-m", "caloforge", *cmd], cwd=ROOT, check=True)
+        return read_run(path)
+
     rows = []
     for name in args.scenarios.split(","):
-        runs = {}
-        for mode, fast in (("full", "none"), ("fast", args.model)):
-            path = ROOT / args.runs / f"{name}-{mode}.h5"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                cmd = ["g4run", "--detector", args.detector, "--fast", fast, *SCENARIOS[name],
-                       "--events", str(args.events), "--seed", str(args.seed), "--no-progress",
-                       "--out", str(path), *(sampler if mode == "fast" else [])]  # fmt: skip
-                subprocess.run([sys.executable, "-m", "caloforge", *cmd], cwd=ROOT, check=True)
-            runs[mode] = read_run(path)
-        r = write_run_report(runs["full"], runs["fast"], ROOT / args.out / name, f"{name}: full vs fast")  # fmt: skip
-        rows.append((name, r))
-        print(name, r, flush=True)
+        full = g4run(name, "full", "none", [])
+        for arm in arms:
+            fast = g4run(name, arm, str(onnx), ARMS[arm]) if arm == "onnx" else g4run(name, arm, args.model, [*sampler, *ARMS[arm]])  # fmt: skip
+            page = name if arm == arms[0] else f"{name}-{arm}"
+            r = write_run_report(full, fast, ROOT / args.out / page, f"{name}: full vs fast ({arm})")  # fmt: skip
+            rows.append((name, arm, page, r))
+            print(name, arm, r, flush=True)
     flags = " ".join(sampler)
     lines = [
         "# Full against fast simulation in Geant4 runs (issue 19)",
         "",
         (
             f"`python benchmarks/g4run_full_vs_fast.py --model {args.model} {flags} --events "
-            f"{args.events} --scenarios {args.scenarios}`; detector {args.detector}; the same "
-            "events (seed) in both runs; CPU time per event measured in each run, on this machine."
+            f"{args.events} --scenarios {args.scenarios} --arms {args.arms}`; detector "
+            f"{args.detector}; the same events (seed) in every run; CPU time per event measured "
+            "in each run, on this machine. The error of fast / full is that of the mean of the "
+            "per-event differences (the same events in both runs). Arms: `torch` PyTorch, one "
+            "batch per event; `torch-b25` one batch per 25 events; `onnx` ONNX Runtime (the "
+            "model's export), one batch per event."
         ),
         "",
         (
-            "| scenario | events | handed over / event | E sum full (GeV) | fast / full - 1 | "
+            "| scenario | fast arm | events | handed over / event | E sum full (GeV) | fast / full - 1 | "
             "resolution full / fast | worst layer | CPU ms/event full / fast | speed-up |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows:
+    for name, arm, page, r in rows:
         lines.append(
-            f"| [{name}]({name}/index.html) | {r.events} | {r.handovers_per_event:.2f} | "
+            f"| [{name}]({page}/index.html) | {arm} | {r.events} | {r.handovers_per_event:.2f} | "
             f"{r.mean_full / 1e3:.3f} | {r.mean_ratio:+.2%} ± {r.mean_ratio_error:.2%} | "
             f"{r.resolution_full:.2%} / {r.resolution_fast:.2%} | {r.profile_worst:.1%} | "
             f"{r.seconds_full * 1e3:.1f} / {r.seconds_fast * 1e3:.1f} | {r.speedup:.1f}x |"
         )
     out = ROOT / args.out
     (out / "README.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps({n: r.to_dict() for n, r in rows}, indent=1))
+    summary = {f"{n}/{a}": r.to_dict() for n, a, _, r in rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines))
 
 

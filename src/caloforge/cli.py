@@ -742,6 +742,7 @@ def cmd_g4run(args: argparse.Namespace) -> int:
         settings=settings,
         trigger_particles=args.trigger_particles.split(",") if args.trigger_particles else None,
         trigger_energy_gev=_window(args.trigger_energy, "trigger energy"),
+        batch_events=args.batch_events,
         overwrite=args.overwrite,
         show_progress=not args.no_progress,
     )
@@ -777,7 +778,7 @@ def _add_g4run(sub: Any) -> None:
     p.add_argument(
         "--fast",
         default="none",
-        help="'none' (full simulation), 'default' or a model folder: the fast simulation",
+        help="'none' (full simulation), 'default', a model folder or an .onnx file of its sampler",
     )
     p.add_argument(
         "--gun",
@@ -807,6 +808,12 @@ def _add_g4run(sub: Any) -> None:
     )
     p.add_argument(
         "--trigger-energy", help="LO:HI GeV handed to the model (default: the model's range)"
+    )
+    p.add_argument(
+        "--batch-events",
+        type=int,
+        default=1,
+        help="the model draws the showers of this many consecutive events in one batch (1-25)",
     )
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

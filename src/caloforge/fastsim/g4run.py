@@ -283,18 +283,32 @@ class FastSimulation:
         }
         return self.session.run(["showers"], feed)[0]
 
-    def deposit(self, readout: ReadoutSpec, event: EventResult) -> FastDeposit:
-        """The showers of the event's handovers, drawn in one batch and read out."""
-        if not event.handovers:
-            return FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0)
+    def deposit(self, readout: ReadoutSpec, events: Sequence[EventResult]) -> list[FastDeposit]:
+        """The showers of the handovers of ``events``, drawn in one batch and read out event by
+        event. The batch's CPU time is shared among the events in proportion to their
+        handovers; a shower's seed depends only on (run seed, event, handover), not on the
+        batch."""
         from caloforge.fastsim.model import shower_seeds
 
+        handovers = [h for e in events for h in e.handovers]
+        if not handovers:
+            return [FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0) for _ in events]
         start = time.process_time()
-        h = event.handovers
-        seeds = shower_seeds(self.seed, [event.index * 1000 + k for k in range(len(h))])
-        showers = self.showers(h, seeds)
-        cells, energies = place_showers(readout, self.mesh, h, showers * self.scale)
-        return FastDeposit(cells, energies, time.process_time() - start)
+        keys = [e.index * 1000 + k for e in events for k in range(len(e.handovers))]
+        showers = self.showers(handovers, shower_seeds(self.seed, keys)) * self.scale
+        per_shower = (time.process_time() - start) / len(handovers)
+        deposits, at = [], 0
+        for e in events:
+            n = len(e.handovers)
+            if not n:
+                deposits.append(FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0))
+                continue
+            start = time.process_time()
+            cells, energies = place_showers(readout, self.mesh, e.handovers, showers[at : at + n])
+            seconds = time.process_time() - start + n * per_shower
+            deposits.append(FastDeposit(cells, energies, seconds))
+            at += n
+        return deposits
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,6 +316,7 @@ class FastSimulation:
 
 SILICON_X0_MM = 93.7  # radiation length of silicon (PDG)
 EVENTS_PER_PROCESS = 25  # events per Geant4 process (the progress bar moves between them)
+# and the largest model batch over events (--batch-events)
 
 
 def tracker_of(detector: DetectorSpec, x0_fraction: float) -> TrackerSpec | None:
@@ -355,6 +370,7 @@ def g4run(
     settings: Any = None,
     trigger_particles: Sequence[str] | None = None,
     trigger_energy_gev: tuple[float, float] | None = None,
+    batch_events: int = 1,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> RunSummary:
@@ -365,7 +381,8 @@ def g4run(
     e.g. photons) entering the calorimeter with an energy in ``trigger_energy_gev`` (default:
     the model's range) and a polar angle in the model's range. Handing e+- to a photon model is
     an approximation (their showers differ in the first radiation lengths); it is the user's
-    choice.
+    choice. The model draws the showers of ``batch_events`` consecutive events in one batch
+    (1: event by event, as a framework's event loop; up to :data:`EVENTS_PER_PROCESS`).
 
     Raises:
         SpecError: for bad settings, a detector the model does not know.
@@ -377,6 +394,8 @@ def g4run(
 
     if n_events < 1:
         raise SpecError(f"must be at least 1, got {n_events}", subject="events")
+    if not 1 <= batch_events <= EVENTS_PER_PROCESS:
+        raise SpecError(f"must be 1 to {EVENTS_PER_PROCESS}, got {batch_events}", subject="batch events")  # fmt: skip
     if not tracker_x0 >= 0:
         raise SpecError(f"must be >= 0, got {tracker_x0}", subject="tracker")
     out = Path(out)
@@ -394,7 +413,7 @@ def g4run(
         "tracker": asdict(tracker) if tracker else None, "gun": _gun_dict(gun),
         "events": n_events, "seed": seed, "cut_mm": cut_mm, "fast": fast,
         "settings": repr(settings), "trigger": asdict(trigger) if trigger else None,
-        "caloforge": __version__,
+        "batch_events": batch_events, "caloforge": __version__,
     }  # fmt: skip
     partial = open_partial(out, request)
     results: list[EventResult] = []
@@ -410,13 +429,15 @@ def g4run(
                     _geant4_events, spec, readout, tracker, trigger, cut_mm,
                     primaries[first:last], g4_seeds[first:last], first,
                 )  # fmt: skip
-                empty = FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0)
-                done = [model.deposit(readout, e) if model else empty for e in chunk]
+                done = [FastDeposit(np.zeros(0, np.int64), np.zeros(0), 0.0) for _ in chunk]
+                if model:
+                    batches = range(0, len(chunk), batch_events)
+                    done = [d for b in batches for d in model.deposit(readout, chunk[b : b + batch_events])]  # fmt: skip
                 _save_chunk(path, chunk, done)
             results += chunk
             deposits += done
             bar.update(len(chunk))
-    _write(out, spec, readout, tracker, gun, seed, fast, trigger, primaries, results, deposits)
+    _write(out, spec, readout, tracker, gun, seed, fast, trigger, batch_events, primaries, results, deposits)  # fmt: skip
     shutil.rmtree(partial, ignore_errors=True)
     return RunSummary(
         n_events,
@@ -485,6 +506,7 @@ def _write(
     seed: int,
     fast: str | None,
     trigger: Trigger | None,
+    batch_events: int,
     primaries: list[list[Primary]],
     results: list[EventResult],
     deposits: list[FastDeposit],
@@ -524,4 +546,5 @@ def _write(
         f.attrs["seed"] = seed
         f.attrs["fast"] = fast or "none"
         f.attrs["trigger"] = json.dumps(asdict(trigger) if trigger else None)
+        f.attrs["batch_events"] = batch_events
         f.attrs["n_events"] = len(results)
