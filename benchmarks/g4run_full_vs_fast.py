@@ -64,6 +64,39 @@ SCENARIOS = {
 }
 
 
+def backends_alike(model: str, sampler: list[str], onnx: Path, n: int = 3000) -> list[str]:
+    """Table lines: the mean and width of the shower energy of PyTorch and ONNX Runtime for
+    ``n`` photons of 10 and 100 GeV at normal incidence, straight from the model (no Geant4),
+    each with its own noise: do the two backends draw the same distribution?"""
+    import numpy as np
+    import onnxruntime
+
+    from caloforge.fastsim import load_model
+    from caloforge.fastsim.model import SamplerSettings, shower_seeds
+
+    flags = dict(zip(sampler[::2], sampler[1::2], strict=True))
+    steps = flags.get("--sampler-steps")
+    settings = SamplerSettings(flags.get("--sampler"), int(steps) if steps else None)
+    torch_model = load_model(model)
+    session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    detectors = json.loads(meta["detectors"])
+    one_hot = np.zeros((n, len(detectors)), np.float32)
+    one_hot[:, detectors.index("par04-siw")] = 1.0
+    lines = ["| E (GeV) | backend | mean shower energy (MeV) | relative width |", "|---|---|---|---|"]  # fmt: skip
+    for e_gev in (10.0, 100.0):
+        energy, theta = np.full(n, e_gev * 1e3), np.full(n, np.pi / 2)
+        phi = np.random.default_rng(0).uniform(0, 2 * np.pi, n)
+        sums = {"torch": torch_model.generate(energy, theta, phi, "par04-siw", shower_seeds(7, range(n)), settings=settings).sum(1)}  # fmt: skip
+        noise = np.stack([np.random.default_rng(k).standard_normal(int(meta["noise_size"])) for k in shower_seeds(8, range(n))])  # fmt: skip
+        feed = {"energy_gev": np.full(n, e_gev, np.float32), "theta": theta.astype(np.float32),
+                "phi": phi.astype(np.float32), "detector": one_hot, "noise": noise.astype(np.float32)}  # fmt: skip
+        sums["onnx"] = session.run(["showers"], feed)[0].sum(1)
+        for name, x in sums.items():
+            lines.append(f"| {e_gev:g} | {name} | {x.mean():.1f} ± {x.std() / np.sqrt(n):.1f} | {x.std() / x.mean():.2%} |")  # fmt: skip
+    return lines
+
+
 ARMS = {  # how the fast run draws its showers
     "torch": [],  # PyTorch, one batch per event (a framework's event loop)
     "torch-b25": ["--batch-events", "25"],  # PyTorch, one batch per 25 events
@@ -112,12 +145,12 @@ def main() -> None:
             r = write_run_report(full, fast, ROOT / args.out / page, f"{name}: full vs fast ({arm})")  # fmt: skip
             rows.append((name, arm, page, r))
             print(name, arm, r, flush=True)
-    flags = " ".join(sampler)
+    flags = "".join(f" {a}" for a in sampler)
     lines = [
         "# Full against fast simulation in Geant4 runs (issue 19)",
         "",
         (
-            f"`python benchmarks/g4run_full_vs_fast.py --model {args.model} {flags} --events "
+            f"`python benchmarks/g4run_full_vs_fast.py --model {args.model}{flags} --events "
             f"{args.events} --scenarios {args.scenarios} --arms {args.arms}`; detector "
             f"{args.detector}; the same events (seed) in every run; CPU time per event measured "
             "in each run, on this machine. The error of fast / full is that of the mean of the "
@@ -139,6 +172,16 @@ def main() -> None:
             f"{r.resolution_full:.2%} / {r.resolution_fast:.2%} | {r.profile_worst:.1%} | "
             f"{r.seconds_full * 1e3:.1f} / {r.seconds_fast * 1e3:.1f} | {r.speedup:.1f}x |"
         )
+    if "onnx" in arms:
+        lines += [
+            "",
+            (
+                "PyTorch and ONNX Runtime draw their noise in different streams. Straight from the "
+                "model (no Geant4), 3000 photons at normal incidence each:"
+            ),
+            "",
+            *backends_alike(args.model, sampler, onnx),
+        ]
     out = ROOT / args.out
     (out / "README.md").write_text("\n".join(lines) + "\n")
     summary = {f"{n}/{a}": r.to_dict() for n, a, _, r in rows}
