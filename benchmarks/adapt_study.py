@@ -17,11 +17,13 @@ Every point is sampled with the same ``--sampler-steps`` (16 Heun steps by defau
 trained 32: an evaluation of 2500 showers then takes ~10 minutes instead of ~20; the study
 compares the arms with each other, at one sampler).
 Every stage resumes: run the same command again after an interruption; an evaluated point is
-not sampled again (``RUNS/points.json``).
+not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
+point, so an interrupted study leaves what it measured.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
         [--parent default] [--sizes 100,1000,10000] [--adapt-steps 1000] [--scratch-steps 3000]
-        [--evaluate-at 200,1000,3000] [--sampler-steps 16] [-n 5000] [--runs runs/adapt-study]
+        [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
+        [--sampler-steps 16] [-n 5000] [--runs runs/adapt-study]
         [--results benchmarks/results/adapt_study.md]
 
 Writes the table (markdown + JSON) and the figure (quality against SGD steps, one panel per
@@ -135,51 +137,13 @@ def _figure(points: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parent", default="default")
-    parser.add_argument("--train", required=True, help="the new detector's training showers")
-    parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
-    parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--strategy", default="full")
-    parser.add_argument("--adapt-steps", type=int, default=1000)
-    parser.add_argument("--scratch-steps", type=int, default=3000)
-    parser.add_argument("--every", type=int, default=100, help="checkpoints kept every N steps")
-    parser.add_argument("--evaluate-at", default="200,1000,3000")
-    parser.add_argument("--sampler-steps", type=int, default=16, help="sampler steps of every judged model")  # fmt: skip
-    parser.add_argument("-n", type=int, default=5000, help="held-out showers (A + B)")
-    parser.add_argument("--runs", type=Path, default=Path("runs/adapt-study"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/adapt_study.md"))
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    at = [int(s) for s in args.evaluate_at.split(",")]
-    if any(s % args.every for s in at):
-        parser.error("every --evaluate-at step must be a multiple of --every")
-    runs = ROOT / args.runs
-    sampler = SamplerSettings(steps=args.sampler_steps)
-    store = runs / "points.json"
-    points: list[dict] = json.loads(store.read_text()) if store.exists() else []
-    for size in sizes:
-        for arm, steps in (("adapted", args.adapt_steps), ("scratch", args.scratch_steps)):
-            out = runs / f"{arm}-{size}"
-            train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
-            for step in (s for s in at if s <= steps):
-                if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
-                    continue
-                snap = snapshot(arm, out, step, runs / "snapshot")
-                report = fidelity(
-                    str(snap), args.reference, args.n, diagnostics=False, settings=sampler
-                )
-                m = report.model
-                base = m.baseline.fpd if m.baseline else None
-                points.append({
-                    "arm": arm, "size": size, "step": step,
-                    **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
-                    "fpd_baseline": base.value if base else math.nan,
-                    "response": report.response,
-                })  # fmt: skip
-                store.write_text(json.dumps(points, indent=1))
-                print(points[-1], flush=True)
+def write_results(args: argparse.Namespace, points: list[dict]) -> None:
+    """The table (markdown + JSON) and the figure of the points judged so far."""
+    per_arm = "".join(
+        f" --{arm}-evaluate-at {steps}"
+        for arm, steps in (("adapt", args.adapt_evaluate_at), ("scratch", args.scratch_evaluate_at))
+        if steps
+    )
     lines = [
         "# Adaptation study (issue 17)",
         "",
@@ -187,7 +151,7 @@ def main() -> None:
             f"Command: `python benchmarks/adapt_study.py --parent {args.parent} --train "
             f"{args.train} --reference {' '.join(args.reference)} --sizes {args.sizes} "
             f"--strategy {args.strategy} --adapt-steps {args.adapt_steps} --scratch-steps "
-            f"{args.scratch_steps} --evaluate-at {args.evaluate_at} --sampler-steps "
+            f"{args.scratch_steps} --evaluate-at {args.evaluate_at}{per_arm} --sampler-steps "
             f"{args.sampler_steps} -n {args.n}`."
         ),
         "",
@@ -204,7 +168,63 @@ def main() -> None:
     args.results.write_text("\n".join(lines) + "\n")
     args.results.with_suffix(".json").write_text(json.dumps(points, indent=1))
     _figure(points, args.results.with_suffix(".png"))
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", default="default")
+    parser.add_argument("--train", required=True, help="the new detector's training showers")
+    parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--strategy", default="full")
+    parser.add_argument("--adapt-steps", type=int, default=1000)
+    parser.add_argument("--scratch-steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=100, help="checkpoints kept every N steps")
+    parser.add_argument("--evaluate-at", default="200,1000,3000")
+    parser.add_argument("--adapt-evaluate-at", help="the adapted arm's steps (default: --evaluate-at)")  # fmt: skip
+    parser.add_argument("--scratch-evaluate-at", help="the scratch arm's steps (default: --evaluate-at)")  # fmt: skip
+    parser.add_argument("--sampler-steps", type=int, default=16, help="sampler steps of every judged model")  # fmt: skip
+    parser.add_argument("-n", type=int, default=5000, help="held-out showers (A + B)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/adapt-study"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/adapt_study.md"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    at = {
+        arm: [int(s) for s in (given or args.evaluate_at).split(",")]
+        for arm, given in (
+            ("adapted", args.adapt_evaluate_at),
+            ("scratch", args.scratch_evaluate_at),
+        )
+    }
+    if any(s % args.every for steps in at.values() for s in steps):
+        parser.error("every evaluated step must be a multiple of --every")
+    runs = ROOT / args.runs
+    sampler = SamplerSettings(steps=args.sampler_steps)
+    store = runs / "points.json"
+    points: list[dict] = json.loads(store.read_text()) if store.exists() else []
+    for size in sizes:
+        for arm, steps in (("adapted", args.adapt_steps), ("scratch", args.scratch_steps)):
+            out = runs / f"{arm}-{size}"
+            train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
+            for step in (s for s in at[arm] if s <= steps):
+                if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
+                    continue
+                snap = snapshot(arm, out, step, runs / "snapshot")
+                report = fidelity(
+                    str(snap), args.reference, args.n, diagnostics=False, settings=sampler
+                )
+                m = report.model
+                base = m.baseline.fpd if m.baseline else None
+                points.append({
+                    "arm": arm, "size": size, "step": step,
+                    **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
+                    "fpd_baseline": base.value if base else math.nan,
+                    "response": report.response,
+                })  # fmt: skip
+                store.write_text(json.dumps(points, indent=1))
+                write_results(args, points)  # the table so far
+    write_results(args, points)
 
 
 if __name__ == "__main__":
