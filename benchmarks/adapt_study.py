@@ -21,7 +21,8 @@ not sampled again (``RUNS/points.json``), and the table and figure are rewritten
 point, so an interrupted study leaves what it measured.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
-        [--parent default] [--sizes 100,1000,10000] [--adapt-steps 1000] [--scratch-steps 3000]
+        [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]
+        [--adapt-steps 1000] [--scratch-steps 3000]
         [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
         [--sampler-steps 16] [-n 5000] [--runs runs/adapt-study]
         [--results benchmarks/results/adapt_study.md]
@@ -144,12 +145,13 @@ def write_results(args: argparse.Namespace, points: list[dict]) -> None:
         for arm, steps in (("adapt", args.adapt_evaluate_at), ("scratch", args.scratch_evaluate_at))
         if steps
     )
+    order = f" --order {args.order}" if args.order else ""
     lines = [
         "# Adaptation study (issue 17)",
         "",
         (
             f"Command: `python benchmarks/adapt_study.py --parent {args.parent} --train "
-            f"{args.train} --reference {' '.join(args.reference)} --sizes {args.sizes} "
+            f"{args.train} --reference {' '.join(args.reference)} --sizes {args.sizes}{order} "
             f"--strategy {args.strategy} --adapt-steps {args.adapt_steps} --scratch-steps "
             f"{args.scratch_steps} --evaluate-at {args.evaluate_at}{per_arm} --sampler-steps "
             f"{args.sampler_steps} -n {args.n}`."
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--train", required=True, help="the new detector's training showers")
     parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
     parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--order", help="ARM:SIZE,... trained and judged first, e.g. adapted:1000,scratch:10000")  # fmt: skip
     parser.add_argument("--strategy", default="full")
     parser.add_argument("--adapt-steps", type=int, default=1000)
     parser.add_argument("--scratch-steps", type=int, default=3000)
@@ -203,27 +206,31 @@ def main() -> None:
     sampler = SamplerSettings(steps=args.sampler_steps)
     store = runs / "points.json"
     points: list[dict] = json.loads(store.read_text()) if store.exists() else []
-    for size in sizes:
-        for arm, steps in (("adapted", args.adapt_steps), ("scratch", args.scratch_steps)):
-            out = runs / f"{arm}-{size}"
-            train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
-            for step in (s for s in at[arm] if s <= steps):
-                if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
-                    continue
-                snap = snapshot(arm, out, step, runs / "snapshot")
-                report = fidelity(
-                    str(snap), args.reference, args.n, diagnostics=False, settings=sampler
-                )
-                m = report.model
-                base = m.baseline.fpd if m.baseline else None
-                points.append({
-                    "arm": arm, "size": size, "step": step,
-                    **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
-                    "fpd_baseline": base.value if base else math.nan,
-                    "response": report.response,
-                })  # fmt: skip
-                store.write_text(json.dumps(points, indent=1))
-                write_results(args, points)  # the table so far
+    plan = [(arm, size) for size in sizes for arm in ("adapted", "scratch")]
+    if args.order:  # the arms that decide first
+        first = [(a, int(n)) for a, n in (item.split(":") for item in args.order.split(","))]
+        plan = [*first, *(p for p in plan if p not in first)]
+    for arm, size in plan:
+        steps = args.adapt_steps if arm == "adapted" else args.scratch_steps
+        out = runs / f"{arm}-{size}"
+        train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
+        for step in (s for s in at[arm] if s <= steps):
+            if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
+                continue
+            snap = snapshot(arm, out, step, runs / "snapshot")
+            report = fidelity(
+                str(snap), args.reference, args.n, diagnostics=False, settings=sampler
+            )
+            m = report.model
+            base = m.baseline.fpd if m.baseline else None
+            points.append({
+                "arm": arm, "size": size, "step": step,
+                **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
+                "fpd_baseline": base.value if base else math.nan,
+                "response": report.response,
+            })  # fmt: skip
+            store.write_text(json.dumps(points, indent=1))
+            write_results(args, points)  # the table so far
     write_results(args, points)
 
 
