@@ -132,3 +132,25 @@ def test_adapt_refuses_what_it_cannot_use(
     assert _run(*factorized, "--data", hot) == 1  # a response beyond the layer code's scale
     assert "response E_tot/E_inc reaches 2" in capsys.readouterr().err
     assert not (tmp_path / "x" / "model.json").exists()
+
+
+def test_an_adapted_model_samples_evaluates_distils_and_exports(
+    teachers, scipb, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from test_pipeline import DISTILL_TINY
+
+    adapted = tmp_path / "adapted"
+    assert _run("adapt", "--model", teachers["factorized"], "--data", scipb, "--out", adapted, *TINY_ADAPT) == 0  # fmt: skip
+    generated = tmp_path / "gen.h5"
+    assert _run("sample", "--model", adapted, "--detector", "par04-scipb", "--energy", "log:1:100",
+                "--theta", "0.87:2.27", "--phi", "0:6.2832", "-n", "40", "--sampler-steps", "2",
+                "--out", generated, "--no-progress") == 0  # fmt: skip
+    assert _run("evaluate", "--reference", scipb, "--generated", generated, "--out", tmp_path / "report", "--no-progress") == 0  # fmt: skip
+    assert (tmp_path / "report" / "metrics.json").exists()
+    assert _run("distill", "--model", adapted, "--data", scipb, "--out", adapted, "--steps", "2", *DISTILL_TINY) == 0  # fmt: skip
+    assert "cd" in load_model(adapted).students
+    pytest.importorskip("onnxruntime")
+    onnx_file = tmp_path / "adapted.onnx"
+    capsys.readouterr()
+    assert _run("export", "--onnx", adapted, "--sampler", "cd", "--sampler-steps", "1", "--out", onnx_file) == 0  # fmt: skip
+    assert '"par04-scipb"' in capsys.readouterr().out  # the new detector has its slot
