@@ -91,6 +91,11 @@ def test_adapt_resumes_samples_both_detectors_and_names_its_parent(
     assert record["adapted_from"]["detector"] == "par04-scipb"
     assert record["adapted_from"]["data"] == [str(scipb)]
     assert record["training"]["part_steps"] == {"energy": 2, "shape": 2}
+    card = (out / "MODEL_CARD.md").read_text()  # names its parent and its data
+    assert f"adapted from {teachers['factorized']}" in card
+    assert f"`{scipb}`" in card
+    assert "strategy `full`" in card
+    assert f"caloforge sample --model {out} --detector par04-scipb" in card
     assert _run(*args, *TINY_ADAPT) == 1  # a second run needs --resume
     assert _run(*args, "--steps", "3", "--patience", "0", "--resume", "--no-progress") == 0
     assert json.loads((out / "model.json").read_text())["training"]["part_steps"] == {"energy": 3, "shape": 3}  # fmt: skip

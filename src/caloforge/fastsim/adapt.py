@@ -276,4 +276,66 @@ def adapt(
                 progress=progress,
             )
             child = replace(exported, networks={**exported.networks, part: ema})  # type: ignore[dict-item]
+        first = next(iter(tensors.values()))
+        write_card(out, load_model(out), parent, len(first.x), len(first.val_x))
     return load_model(out)
+
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def write_card(out: Path, model: FastSimModel, parent: FastSimModel, n_train: int, n_val: int) -> None:  # fmt: skip
+    """``MODEL_CARD.md`` of an adapted model: its parent, the adaptation data and settings, and
+    how to measure its quality (an adaptation does not judge itself)."""
+    from caloforge.atomic import write_text_atomic
+
+    origin = model.record.extra["adapted_from"]
+    conditions = model.preprocessing.conditions
+    detectors = conditions.detectors
+    steps: dict[str, int | None] = {**model.record.training.part_steps} or {"all": model.record.training.completed_steps}  # fmt: skip
+    verdict = parent.record.quality.verdict if parent.record.quality else "not measured"
+    (e_lo, e_hi), (t_lo, t_hi) = conditions.energy_range_mev, conditions.theta_range
+    spec = f"--energy log:{e_lo / 1e3:g}:{e_hi / 1e3:g} --theta {t_lo:g}:{t_hi:g} --phi 0:6.2832 -n 5000"  # fmt: skip
+    lines = [
+        f"# Model card: {origin['detector']}, adapted from {origin['parent']}",
+        "",
+        (
+            f"- **Parent**: `{origin['parent']}` (model.json sha256 "
+            f"{origin['parent_model_json_sha256'][:16]}...), detectors "
+            f"{', '.join(parent.preprocessing.conditions.detectors)}; its card: {verdict}"
+        ),
+        (
+            f"- **New detector**: {origin['detector']}, in the parent's spare slot (slots: "
+            f"{', '.join(detectors)}, then a new spare one for the next adaptation)"
+        ),
+        (
+            f"- **Adaptation data**: {', '.join(f'`{d}`' for d in origin['data'])}; {n_train} "
+            f"showers trained on, {n_val} held out for the validation loss"
+        ),
+        f"- **Adaptation**: `caloforge adapt`, strategy `{origin['strategy']}`, up to "
+        f"{origin['steps']} steps per network at learning rate {origin['lr']:g}; the kept "
+        "weights (best validation loss) are those of step "
+        + ", ".join(f"{n} ({part})" for part, n in steps.items()),
+        (
+            f"- **Particle and ranges** (the parent's): {model.record.particle}, E "
+            f"{e_lo / 1e3:g}-{e_hi / 1e3:g} GeV, theta {t_lo:g}-{t_hi:g} rad, phi 0-2 pi"
+        ),
+        "",
+        "## Quality",
+        "",
+        (
+            "Not measured by the adaptation. Judge it against Geant4 showers of the new detector "
+            "that it was not adapted on (another seed):"
+        ),
+        "",
+        "```bash",
+        (
+            f"caloforge simulate --detector {origin['detector']} --particle {model.record.particle} "
+            f"{spec} --seed 12345 --out held-out.h5"
+        ),
+        f"caloforge sample --model {out} --detector {origin['detector']} {spec} --out gen.h5",
+        "caloforge evaluate --reference held-out.h5 --generated gen.h5 --out report/",
+        "```",
+        "",
+    ]
+    write_text_atomic(out / CARD_FILE, "\n".join(lines))
