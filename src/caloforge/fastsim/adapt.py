@@ -314,7 +314,7 @@ def write_card(out: Path, model: FastSimModel, parent: FastSimModel, n_train: in
         ),
         f"- **Adaptation**: `caloforge adapt`, strategy `{origin['strategy']}`, up to "
         f"{origin['steps']} steps per network at learning rate {origin['lr']:g}; the kept "
-        "weights (best validation loss) are those of step "
+        "weights (with early stopping, those of the best validation loss) are of step "
         + ", ".join(f"{n} ({part})" for part, n in steps.items()),
         (
             f"- **Particle and ranges** (the parent's): {model.record.particle}, E "
