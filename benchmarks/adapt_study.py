@@ -16,7 +16,10 @@ with its Geant4-vs-Geant4 baseline, and the response (mean E_tot/E_inc against G
 Every point is sampled with the same ``--sampler-steps`` (16 Heun steps by default, half the
 trained 32: an evaluation of 2500 showers then takes ~10 minutes instead of ~20; the study
 compares the arms with each other, at one sampler).
-Every stage resumes: run the same command again after an interruption; an evaluated point is
+With ``--second``, the adapted model of ``--second-of`` showers (at its last step) is adapted
+again, with the same settings, to the detector of another file, and judged again on the first
+detector's held-out showers (row ``adapted, then NAME``): does the second adaptation break the
+first? Every stage resumes: run the same command again after an interruption; an evaluated point is
 not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
 point, so an interrupted study leaves what it measured.
 
@@ -24,7 +27,7 @@ point, so an interrupted study leaves what it measured.
         [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]
         [--adapt-steps 1000] [--scratch-steps 3000]
         [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
-        [--sampler-steps 16] [-n 5000] [--runs runs/adapt-study]
+        [--sampler-steps 16] [-n 5000] [--second OTHER.h5 [--second-of 1000]] [--runs runs/adapt-study]
         [--results benchmarks/results/adapt_study.md]
 
 Writes the table (markdown + JSON) and the figure (quality against SGD steps, one panel per
@@ -138,6 +141,39 @@ def _figure(points: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int) -> dict:
+    """One point of the study: ``model`` against the held-out showers."""
+    report = fidelity(
+        model, args.reference, args.n, diagnostics=False, settings=SamplerSettings(steps=args.sampler_steps)
+    )  # fmt: skip
+    m = report.model
+    base = m.baseline.fpd if m.baseline else None
+    return {
+        "arm": arm, "size": size, "step": step,
+        **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
+        "fpd_baseline": base.value if base else math.nan,
+        "response": report.response,
+    }  # fmt: skip
+
+
+def second_adaptation(args: argparse.Namespace, points: list[dict]) -> None:
+    """The adapted model of ``--second-of`` showers (at its last step), adapted again to the
+    detector of ``--second`` with the same settings, judged again on the first detector's
+    held-out showers: does the second adaptation break the first?"""
+    runs = ROOT / args.runs
+    arm = f"adapted, then {Path(args.second).stem}"
+    size, steps = args.second_of, args.adapt_steps
+    if any(p["arm"] == arm for p in points):
+        return
+    first = runs / "first"
+    if not (first / "model.json").exists():  # written once: the second run resumes on it
+        snapshot("adapted", runs / f"adapted-{size}", steps, first)
+    out = runs / "second"
+    train_arm("adapted", out, args.second, 10**9, steps, args.every, args.strategy, str(first))
+    points.append(judge(args, str(out), arm, size, steps))
+    (runs / "points.json").write_text(json.dumps(points, indent=1))
+
+
 def write_results(args: argparse.Namespace, points: list[dict]) -> None:
     """The table (markdown + JSON) and the figure of the points judged so far."""
     per_arm = "".join(
@@ -146,6 +182,7 @@ def write_results(args: argparse.Namespace, points: list[dict]) -> None:
         if steps
     )
     order = f" --order {args.order}" if args.order else ""
+    second = f" --second {args.second} --second-of {args.second_of}" if args.second else ""
     lines = [
         "# Adaptation study (issue 17)",
         "",
@@ -154,7 +191,7 @@ def write_results(args: argparse.Namespace, points: list[dict]) -> None:
             f"{args.train} --reference {' '.join(args.reference)} --sizes {args.sizes}{order} "
             f"--strategy {args.strategy} --adapt-steps {args.adapt_steps} --scratch-steps "
             f"{args.scratch_steps} --evaluate-at {args.evaluate_at}{per_arm} --sampler-steps "
-            f"{args.sampler_steps} -n {args.n}`."
+            f"{args.sampler_steps} -n {args.n}{second}`."
         ),
         "",
         "| arm | showers | steps | AUC high | FPD (x1e-3) | G4 vs G4 FPD | E_tot/E_inc vs G4 |",
@@ -189,6 +226,8 @@ def main() -> None:
     parser.add_argument("--scratch-evaluate-at", help="the scratch arm's steps (default: --evaluate-at)")  # fmt: skip
     parser.add_argument("--sampler-steps", type=int, default=16, help="sampler steps of every judged model")  # fmt: skip
     parser.add_argument("-n", type=int, default=5000, help="held-out showers (A + B)")
+    parser.add_argument("--second", help="showers of a second new detector: the adapted model of --second-of showers is adapted again to it, then judged again on the first")  # fmt: skip
+    parser.add_argument("--second-of", type=int, default=1000, help="the adapted arm adapted again")  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path("runs/adapt-study"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/adapt_study.md"))
     args = parser.parse_args()
@@ -203,7 +242,6 @@ def main() -> None:
     if any(s % args.every for steps in at.values() for s in steps):
         parser.error("every evaluated step must be a multiple of --every")
     runs = ROOT / args.runs
-    sampler = SamplerSettings(steps=args.sampler_steps)
     store = runs / "points.json"
     points: list[dict] = json.loads(store.read_text()) if store.exists() else []
     plan = [(arm, size) for size in sizes for arm in ("adapted", "scratch")]
@@ -218,19 +256,11 @@ def main() -> None:
             if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
                 continue
             snap = snapshot(arm, out, step, runs / "snapshot")
-            report = fidelity(
-                str(snap), args.reference, args.n, diagnostics=False, settings=sampler
-            )
-            m = report.model
-            base = m.baseline.fpd if m.baseline else None
-            points.append({
-                "arm": arm, "size": size, "step": step,
-                **_measured("auc_high", m.auc_high), **_measured("fpd", m.fpd),
-                "fpd_baseline": base.value if base else math.nan,
-                "response": report.response,
-            })  # fmt: skip
+            points.append(judge(args, str(snap), arm, size, step))
             store.write_text(json.dumps(points, indent=1))
             write_results(args, points)  # the table so far
+    if args.second:
+        second_adaptation(args, points)
     write_results(args, points)
 
 
