@@ -14,7 +14,7 @@ trained fewer) is judged by ``benchmarks/fidelity.py`` against the same held-out
 ``--reference`` (``-n``: half A gives the conditions, half B the comparison): AUC high, FPD
 with its Geant4-vs-Geant4 baseline, and the response (mean E_tot/E_inc against Geant4's).
 Every point is sampled with the same ``--sampler-steps`` (16 Heun steps by default, half the
-trained 32: an evaluation of 2500 showers then takes ~10 minutes instead of ~20; the study
+trained 32: a point of 2500 showers then takes ~15 minutes instead of ~30; the study
 compares the arms with each other, at one sampler).
 With ``--second``, the adapted model of ``--second-of`` showers (at its last step) is adapted
 again, with the same settings, to the detector of another file, and judged again on the first
@@ -48,6 +48,7 @@ from pathlib import Path
 from fidelity import fidelity  # benchmarks/fidelity.py
 from safetensors.torch import load_file
 
+from caloforge.atomic import write_text_atomic
 from caloforge.evaluate.results import Measured
 from caloforge.fastsim import load_model
 from caloforge.fastsim.adapt import ADAPT_TRAINING, adapt
@@ -163,15 +164,15 @@ def second_adaptation(args: argparse.Namespace, points: list[dict]) -> None:
     runs = ROOT / args.runs
     arm = f"adapted, then {Path(args.second).stem}"
     size, steps = args.second_of, args.adapt_steps
-    if any(p["arm"] == arm for p in points):
+    if any(p["arm"] == arm and p["size"] == size for p in points):
         return
-    first = runs / "first"
+    first = runs / f"first-{size}"
     if not (first / "model.json").exists():  # written once: the second run resumes on it
         snapshot("adapted", runs / f"adapted-{size}", steps, first)
-    out = runs / "second"
+    out = runs / f"second-{size}-{Path(args.second).stem}"
     train_arm("adapted", out, args.second, 10**9, steps, args.every, args.strategy, str(first))
     points.append(judge(args, str(out), arm, size, steps))
-    (runs / "points.json").write_text(json.dumps(points, indent=1))
+    write_text_atomic(runs / "points.json", json.dumps(points, indent=1))
 
 
 def write_results(args: argparse.Namespace, points: list[dict]) -> None:
@@ -246,8 +247,13 @@ def main() -> None:
     points: list[dict] = json.loads(store.read_text()) if store.exists() else []
     plan = [(arm, size) for size in sizes for arm in ("adapted", "scratch")]
     if args.order:  # the arms that decide first
-        first = [(a, int(n)) for a, n in (item.split(":") for item in args.order.split(","))]
+        names = {f"{a}:{n}": (a, n) for a, n in plan}
+        if any(item not in names for item in args.order.split(",")):
+            parser.error(f"--order takes ARM:SIZE among {', '.join(names)}")
+        first = [names[item] for item in args.order.split(",")]
         plan = [*first, *(p for p in plan if p not in first)]
+    if args.second and args.second_of not in sizes:
+        parser.error(f"--second-of must be one of --sizes ({args.sizes})")
     for arm, size in plan:
         steps = args.adapt_steps if arm == "adapted" else args.scratch_steps
         out = runs / f"{arm}-{size}"
@@ -257,7 +263,7 @@ def main() -> None:
                 continue
             snap = snapshot(arm, out, step, runs / "snapshot")
             points.append(judge(args, str(snap), arm, size, step))
-            store.write_text(json.dumps(points, indent=1))
+            write_text_atomic(store, json.dumps(points, indent=1))
             write_results(args, points)  # the table so far
     if args.second:
         second_adaptation(args, points)
