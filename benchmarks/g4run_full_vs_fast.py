@@ -69,33 +69,31 @@ SCENARIOS = {
 def backends_alike(model: str, sampler: list[str], onnx: Path, detector: str, n: int = 2000) -> list[str]:  # fmt: skip
     """Table lines: the mean and width of the shower energy of PyTorch and ONNX Runtime for
     ``n`` photons of 10 and 100 GeV at normal incidence, straight from the model (no Geant4),
-    each with its own noise: do the two backends draw the same distribution? ONNX Runtime draws
-    one shower per call, as in the runs (one photon per event); PyTorch one batch (its showers
-    do not depend on the batch: tests/fastsim/test_g4run.py)."""
+    each with its own noise: do the two backends draw the same distribution? Both go through
+    ``g4run``'s own :class:`FastSimulation`; ONNX Runtime draws one shower per call, as in the
+    runs (one photon per event), PyTorch one batch (its showers do not depend on the batch:
+    tests/fastsim/test_g4run.py)."""
     import numpy as np
-    import onnxruntime
 
-    from caloforge.fastsim import load_model
+    from caloforge.fastsim.g4run import FastSimulation
     from caloforge.fastsim.model import SamplerSettings, shower_seeds
+    from caloforge.geometry.detectors import load_detector
+    from caloforge.simulate.events import Handover
 
     flags = dict(zip(sampler[::2], sampler[1::2], strict=True))
     steps = flags.get("--sampler-steps")
-    settings = SamplerSettings(flags.get("--sampler"), int(steps) if steps else None)
-    torch_model = load_model(model)
-    session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    detectors = json.loads(meta["detectors"])
-    one_hot = np.zeros((n, len(detectors)), np.float32)
-    one_hot[:, detectors.index(detector)] = 1.0
+    spec = load_detector(detector)
+    torch_fast = FastSimulation(model, spec, SamplerSettings(flags.get("--sampler"), int(steps) if steps else None))  # fmt: skip
+    onnx_fast = FastSimulation(str(onnx), spec)
+    phi = np.random.default_rng(0).uniform(0, 2 * np.pi, n)
     lines = ["| E (GeV) | backend | mean shower energy (MeV) | relative width |", "|---|---|---|---|"]  # fmt: skip
     for e_gev in (10.0, 100.0):
-        energy, theta = np.full(n, e_gev * 1e3), np.full(n, np.pi / 2)
-        phi = np.random.default_rng(0).uniform(0, 2 * np.pi, n)
-        sums = {"torch": torch_model.generate(energy, theta, phi, detector, shower_seeds(7, range(n)), settings=settings).sum(1)}  # fmt: skip
-        noise = np.stack([np.random.default_rng(k).standard_normal(int(meta["noise_size"])) for k in shower_seeds(8, range(n))])  # fmt: skip
-        feed = {"energy_gev": np.full(n, e_gev, np.float32), "theta": theta.astype(np.float32),
-                "phi": phi.astype(np.float32), "detector": one_hot, "noise": noise.astype(np.float32)}  # fmt: skip
-        sums["onnx"] = np.array([session.run(["showers"], {k: v[i : i + 1] for k, v in feed.items()})[0].sum() for i in range(n)])  # fmt: skip
+        photons = [Handover(0, i, "gamma", e_gev * 1e3, (0.0, 0.0, 0.0), (np.cos(p), np.sin(p), 0.0)) for i, p in enumerate(phi)]  # fmt: skip
+        onnx_seeds = shower_seeds(8, range(n))
+        sums = {
+            "torch": torch_fast.showers(photons, shower_seeds(7, range(n))).sum(1),
+            "onnx": np.array([onnx_fast.showers([h], [s]).sum() for h, s in zip(photons, onnx_seeds, strict=True)]),
+        }  # fmt: skip
         for name, x in sums.items():
             lines.append(f"| {e_gev:g} | {name} | {x.mean():.1f} ± {x.std() / np.sqrt(n):.1f} | {x.std() / x.mean():.2%} |")  # fmt: skip
     return lines
