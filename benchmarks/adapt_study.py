@@ -21,10 +21,13 @@ again, with the same settings, to the detector of another file, and judged again
 detector's held-out showers (row ``adapted, then NAME``): does the second adaptation break the
 first? Every stage resumes: run the same command again after an interruption; an evaluated point is
 not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
-point, so an interrupted study leaves what it measured.
+point, so an interrupted study leaves what it measured. With ``--only ARM:SIZE,...`` (and
+``second``) a study runs only those stages: two such studies on the same ``--runs`` (different
+stages) run side by side, one per core, and share ``points.json``.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
         [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]
+        [--only adapted:1000,second]
         [--adapt-steps 1000] [--scratch-steps 3000]
         [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
         [--sampler-steps 16] [-n 5000] [--second OTHER.h5 [--second-of 1000]] [--runs runs/adapt-study]
@@ -37,6 +40,7 @@ metric, one colour per data size, solid adapted, dashed scratch).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import shutil
@@ -142,6 +146,22 @@ def _figure(points: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _load(store: Path) -> list[dict]:
+    return json.loads(store.read_text()) if store.exists() else []
+
+
+def save_point(store: Path, point: dict) -> list[dict]:
+    """Add ``point`` to the points of ``store`` and return them all. Studies running side by
+    side (``--only``) share the store: each adds to what is on disk, under a lock."""
+    with store.with_name(f".{store.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        points = _load(store)
+        key = (point["arm"], point["size"], point["step"])
+        points = [p for p in points if (p["arm"], p["size"], p["step"]) != key] + [point]
+        write_text_atomic(store, json.dumps(points, indent=1))
+    return points
+
+
 def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int) -> dict:
     """One point of the study: ``model`` against the held-out showers."""
     report = fidelity(
@@ -157,7 +177,7 @@ def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int) 
     }  # fmt: skip
 
 
-def second_adaptation(args: argparse.Namespace, points: list[dict]) -> None:
+def second_adaptation(args: argparse.Namespace, points: list[dict]) -> list[dict]:
     """The adapted model of ``--second-of`` showers (at its last step), adapted again to the
     detector of ``--second`` with the same settings, judged again on the first detector's
     held-out showers: does the second adaptation break the first?"""
@@ -165,14 +185,13 @@ def second_adaptation(args: argparse.Namespace, points: list[dict]) -> None:
     arm = f"adapted, then {Path(args.second).stem}"
     size, steps = args.second_of, args.adapt_steps
     if any(p["arm"] == arm and p["size"] == size for p in points):
-        return
+        return points
     first = runs / f"first-{size}"
     if not (first / "model.json").exists():  # written once: the second run resumes on it
         snapshot("adapted", runs / f"adapted-{size}", steps, first)
     out = runs / f"second-{size}-{Path(args.second).stem}"
     train_arm("adapted", out, args.second, 10**9, steps, args.every, args.strategy, str(first))
-    points.append(judge(args, str(out), arm, size, steps))
-    write_text_atomic(runs / "points.json", json.dumps(points, indent=1))
+    return save_point(runs / "points.json", judge(args, str(out), arm, size, steps))
 
 
 def write_results(args: argparse.Namespace, points: list[dict]) -> None:
@@ -218,6 +237,7 @@ def main() -> None:
     parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--order", help="ARM:SIZE,... trained and judged first, e.g. adapted:1000,scratch:10000")  # fmt: skip
+    parser.add_argument("--only", help="ARM:SIZE,... (and 'second'): run only these stages, e.g. to run two studies side by side on the same --runs")  # fmt: skip
     parser.add_argument("--strategy", default="full")
     parser.add_argument("--adapt-steps", type=int, default=1000)
     parser.add_argument("--scratch-steps", type=int, default=3000)
@@ -244,7 +264,7 @@ def main() -> None:
         parser.error("every evaluated step must be a multiple of --every")
     runs = ROOT / args.runs
     store = runs / "points.json"
-    points: list[dict] = json.loads(store.read_text()) if store.exists() else []
+    points = _load(store)
     plan = [(arm, size) for size in sizes for arm in ("adapted", "scratch")]
     if args.order:  # the arms that decide first
         names = {f"{a}:{n}": (a, n) for a, n in plan}
@@ -254,20 +274,25 @@ def main() -> None:
         plan = [*first, *(p for p in plan if p not in first)]
     if args.second and args.second_of not in sizes:
         parser.error(f"--second-of must be one of --sizes ({args.sizes})")
+    only = args.only.split(",") if args.only else None
+    if only:
+        names = {f"{a}:{n}" for a, n in plan} | ({"second"} if args.second else set())
+        if any(item not in names for item in only):
+            parser.error(f"--only takes ARM:SIZE among {', '.join(sorted(names))}")
+        plan = [(a, n) for a, n in plan if f"{a}:{n}" in only]
     for arm, size in plan:
         steps = args.adapt_steps if arm == "adapted" else args.scratch_steps
         out = runs / f"{arm}-{size}"
         train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
         for step in (s for s in at[arm] if s <= steps):
-            if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in points):
+            if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in _load(store)):  # fmt: skip
                 continue
-            snap = snapshot(arm, out, step, runs / "snapshot")
-            points.append(judge(args, str(snap), arm, size, step))
-            write_text_atomic(store, json.dumps(points, indent=1))
+            snap = snapshot(arm, out, step, runs / f"snapshot-{arm}-{size}")
+            points = save_point(store, judge(args, str(snap), arm, size, step))
             write_results(args, points)  # the table so far
-    if args.second:
-        second_adaptation(args, points)
-    write_results(args, points)
+    if args.second and (only is None or "second" in only):
+        points = second_adaptation(args, _load(store))
+    write_results(args, _load(store))
 
 
 if __name__ == "__main__":

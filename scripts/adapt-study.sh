@@ -10,6 +10,8 @@
 # Every stage resumes: run it again after an interruption (the Geant4 sets take ~2 CPU-hours
 # each for pbwo4; the study ~6 CPU-hours in all, most of it sampling for the judgements).
 #   scripts/adapt-study.sh [RUNS]      # default ~/caloforge-runs/adapt-study
+# Two cores: run two studies side by side on the same RUNS, each with its own stages, e.g.
+#   ONLY=adapted:1000,second scripts/adapt-study.sh RUNS & ONLY=scratch:10000 scripts/adapt-study.sh RUNS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-${RUNS:-$HOME/caloforge-runs}/adapt-study}"
@@ -17,7 +19,7 @@ scripts/make-datasets.sh pbwo4-train pbwo4-test allegro-train
 .venv/bin/python benchmarks/adapt_study.py --parent default \
   --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5 -n "${N:-5000}" \
   --sizes "${SIZES:-100,1000,10000}" --order "${ORDER:-adapted:1000,scratch:10000}" \
-  --strategy "${STRATEGY:-full}" \
+  ${ONLY:+--only "$ONLY"} --strategy "${STRATEGY:-full}" \
   --adapt-steps 1000 --scratch-steps 3000 --every 100 \
   --adapt-evaluate-at 100,300,1000 --scratch-evaluate-at 300,1000,3000 \
   --second data/allegro-train.h5 --second-of 1000 \
