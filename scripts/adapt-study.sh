@@ -12,6 +12,9 @@
 #   scripts/adapt-study.sh [RUNS]      # default ~/caloforge-runs/adapt-study
 # Two cores: run two studies side by side on the same RUNS, each with its own stages, e.g.
 #   ONLY=adapted:1000,second scripts/adapt-study.sh RUNS & ONLY=scratch:10000 scripts/adapt-study.sh RUNS
+# Another strategy of `caloforge adapt` in its own RUNS and table, e.g.
+#   STRATEGY=bias LABEL=bias ONLY=adapted:1000 ADAPT_AT=300,1000 scripts/adapt-study.sh RUNS-bias
+# (other knobs: SIZES, ORDER, SCRATCH_AT, N held-out showers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-${RUNS:-$HOME/caloforge-runs}/adapt-study}"
@@ -21,6 +24,6 @@ scripts/make-datasets.sh pbwo4-train pbwo4-test allegro-train
   --sizes "${SIZES:-100,1000,10000}" --order "${ORDER:-adapted:1000,scratch:10000}" \
   ${ONLY:+--only "$ONLY"} --strategy "${STRATEGY:-full}" \
   --adapt-steps 1000 --scratch-steps 3000 --every 100 \
-  --adapt-evaluate-at 100,300,1000 --scratch-evaluate-at 300,1000,3000 \
+  --adapt-evaluate-at "${ADAPT_AT:-100,300,1000}" --scratch-evaluate-at "${SCRATCH_AT:-300,1000,3000}" \
   --second data/allegro-train.h5 --second-of 1000 \
   --runs "$runs" --results "benchmarks/results/adapt_study${LABEL:+_$LABEL}.md"
