@@ -120,28 +120,32 @@ def _figure(points: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     sizes = sorted({p["size"] for p in points})
     colours = dict(zip(sizes, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False))
-    for (key, label), ax in zip(
-        (("auc_high", "AUC high"), ("fpd", "FPD (x1e-3)"), ("response", "|E_tot/E_inc - G4| (%)")),
-        axes,
-        strict=True,
-    ):
+    panels = (("auc_high", "AUC high", 1), ("fpd", "FPD (x1e-3)", 1e3), ("response", "E_tot/E_inc vs Geant4 (%)", 100))  # fmt: skip
+    for (key, label, scale), ax in zip(panels, axes, strict=True):
         for size in sizes:
             for arm, style in (("adapted", "-"), ("scratch", "--")):
                 pts = sorted((p for p in points if p["size"] == size and p["arm"] == arm), key=lambda p: p["step"])  # fmt: skip
-                if not pts:
-                    continue
-                y = [abs(p[key]) * 100 if key == "response" else p[key] * (1e3 if key == "fpd" else 1) for p in pts]  # fmt: skip
-                ax.plot([p["step"] for p in pts], y, style, marker="o", color=colours[size], label=f"{arm}, {size} showers")  # fmt: skip
+                if pts:
+                    ax.errorbar([p["step"] for p in pts], [p[key] * scale for p in pts], [p.get(f"{key}_error", 0) * scale for p in pts], ls=style, marker="o", capsize=2, color=colours[size], label=f"{arm}, {size} showers")  # fmt: skip
+        again = [p for p in points if p["arm"].startswith("adapted, then")]  # the second adaptation
+        for p in again:
+            second = p["arm"].removeprefix("adapted, then ")
+            ax.errorbar(p["step"], p[key] * scale, p.get(f"{key}_error", 0) * scale, marker="*", ms=12, capsize=2, color=colours[p["size"]], mec="k", label=f"{p['size']} adapted, then {second}")  # fmt: skip
         if key == "fpd" and any(p["fpd"] > 0 for p in points):  # NaN where not computed
             base = [p["fpd_baseline"] * 1e3 for p in points]
             ax.axhline(sum(base) / len(base), color="grey", lw=1, label="Geant4 vs Geant4")
             ax.set_yscale("log")
+            ax.legend(fontsize=7)
         if key == "auc_high":
             ax.axhline(0.5, color="grey", lw=1)
+            ax.legend(fontsize=7)
+        if key == "response":
+            ax.axhline(0, color="grey", lw=1)
+            ax.set_title(f"{label}; issue 17 asks ±2 %", fontsize=10)
+        else:
+            ax.set_title(label)
         ax.set_xscale("log")
         ax.set_xlabel("SGD steps per network")
-        ax.set_title(label)
-    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
