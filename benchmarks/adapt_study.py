@@ -19,15 +19,17 @@ compares the arms with each other, at one sampler).
 With ``--second``, the adapted model of ``--second-of`` showers (at its last step) is adapted
 again, with the same settings, to the detector of another file, and judged again on the first
 detector's held-out showers (row ``adapted, then NAME``): does the second adaptation break the
-first? Every stage resumes: run the same command again after an interruption; an evaluated point is
+first? And once more with the first adaptation's showers replayed beside the second's
+(``caloforge adapt --replay``; row ``adapted, then NAME, replaying the first``).
+Every stage resumes: run the same command again after an interruption; an evaluated point is
 not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
 point, so an interrupted study leaves what it measured. With ``--only ARM:SIZE,...`` (and
-``second``) a study runs only those stages: two such studies on the same ``--runs`` (different
+``second``, ``second-replay``) a study runs only those stages: two such studies on the same ``--runs`` (different
 stages) run side by side, one per core, and share ``points.json``.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
         [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]
-        [--only adapted:1000,second]
+        [--only adapted:1000,second,second-replay]
         [--adapt-steps 1000] [--scratch-steps 3000]
         [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
         [--sampler-steps 16] [-n 5000] [--second OTHER.h5 [--second-of 1000]] [--runs runs/adapt-study]
@@ -94,13 +96,14 @@ def _measured(name: str, found: Measured | None) -> dict[str, float]:
     return {name: value, f"{name}_error": error}
 
 
-def train_arm(arm: str, out: Path, train: str, size: int, steps: int, every: int, strategy: str, parent: str) -> None:  # fmt: skip
-    """Train (or resume) one arm on the first ``size`` showers of ``train``."""
+def train_arm(arm: str, out: Path, train: str, size: int, steps: int, every: int, strategy: str, parent: str, replay: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Train (or resume) one arm on the first ``size`` showers of ``train`` (and of ``replay``,
+    files of detectors the parent knows: the adapted arm only)."""
     if arm == "adapted":
         settings = replace(ADAPT_TRAINING, checkpoint_every=every, keep_every=every, patience=0)
         resume = (out / "run.json").exists()
         adapt(parent, [train], out, strategy=strategy, steps=steps, resume=resume, limit=size,
-              training=settings, progress=False)  # fmt: skip
+              replay=replay, training=settings, progress=False)  # fmt: skip
         return
     keep = [f"--set={p}train.{k}={every}" for p in ("", "energy.") for k in ("checkpoint_every", "keep_every")]  # fmt: skip
     cmd = ["train", "--config", "configs/factorized-cpu.yaml", "--data", train, "--limit", size,
@@ -130,7 +133,7 @@ def _figure(points: list[dict], path: Path) -> None:
         again = [p for p in points if p["arm"].startswith("adapted, then")]  # the second adaptation
         for p in again:
             second = p["arm"].removeprefix("adapted, then ")
-            ax.errorbar(p["step"], p[key] * scale, p.get(f"{key}_error", 0) * scale, marker="*", ms=12, capsize=2, color=colours[p["size"]], mec="k", label=f"{p['size']} adapted, then {second}")  # fmt: skip
+            ax.errorbar(p["step"], p[key] * scale, p.get(f"{key}_error", 0) * scale, marker="P" if "replaying" in second else "*", ms=12, capsize=2, color=colours[p["size"]], mec="k", label=f"{p['size']} adapted, then {second}")  # fmt: skip
         if key == "fpd" and any(p["fpd"] > 0 for p in points):  # NaN where not computed
             base = [p["fpd_baseline"] * 1e3 for p in points]
             ax.axhline(sum(base) / len(base), color="grey", lw=1, label="Geant4 vs Geant4")
@@ -181,20 +184,27 @@ def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int) 
     }  # fmt: skip
 
 
-def second_adaptation(args: argparse.Namespace, points: list[dict]) -> list[dict]:
+def second_adaptation(args: argparse.Namespace, points: list[dict], replay: bool) -> list[dict]:
     """The adapted model of ``--second-of`` showers (at its last step), adapted again to the
     detector of ``--second`` with the same settings, judged again on the first detector's
-    held-out showers: does the second adaptation break the first?"""
+    held-out showers: does the second adaptation break the first? With ``replay``, the first
+    adaptation's showers train beside the second's (``caloforge adapt --replay``; the first
+    ``--second-of`` showers of each file)."""
     runs = ROOT / args.runs
-    arm = f"adapted, then {Path(args.second).stem}"
+    name = Path(args.second).stem
+    arm = f"adapted, then {name}" + (", replaying the first" if replay else "")
     size, steps = args.second_of, args.adapt_steps
     if any(p["arm"] == arm and p["size"] == size for p in points):
         return points
     first = runs / f"first-{size}"
-    if not (first / "model.json").exists():  # written once: the second run resumes on it
-        snapshot("adapted", runs / f"adapted-{size}", steps, first)
-    out = runs / f"second-{size}-{Path(args.second).stem}"
-    train_arm("adapted", out, args.second, 10**9, steps, args.every, args.strategy, str(first))
+    with (runs / ".first.lock").open("a") as lock:  # both second stages may start at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (first / "model.json").exists():  # written once: the second runs resume on it
+            snapshot("adapted", runs / f"adapted-{size}", steps, first)
+    out = runs / f"second-{size}-{name}" if not replay else runs / f"second-{size}-{name}-replay"
+    kept = (args.train,) if replay else ()
+    limit = size if replay else 10**9
+    train_arm("adapted", out, args.second, limit, steps, args.every, args.strategy, str(first), kept)  # fmt: skip
     return save_point(runs / "points.json", judge(args, str(out), arm, size, steps))
 
 
@@ -241,7 +251,7 @@ def main() -> None:
     parser.add_argument("--reference", nargs="+", required=True, help="its held-out showers")
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--order", help="ARM:SIZE,... trained and judged first, e.g. adapted:1000,scratch:10000")  # fmt: skip
-    parser.add_argument("--only", help="ARM:SIZE,... (and 'second'): run only these stages, e.g. to run two studies side by side on the same --runs")  # fmt: skip
+    parser.add_argument("--only", help="ARM:SIZE,... (and 'second', 'second-replay'): run only these stages, e.g. to run two studies side by side on the same --runs")  # fmt: skip
     parser.add_argument("--strategy", default="full")
     parser.add_argument("--adapt-steps", type=int, default=1000)
     parser.add_argument("--scratch-steps", type=int, default=3000)
@@ -280,7 +290,7 @@ def main() -> None:
         parser.error(f"--second-of must be one of --sizes ({args.sizes})")
     only = args.only.split(",") if args.only else None
     if only:
-        names = {f"{a}:{n}" for a, n in plan} | ({"second"} if args.second else set())
+        names = {f"{a}:{n}" for a, n in plan} | ({"second", "second-replay"} if args.second else set())  # fmt: skip
         if any(item not in names for item in only):
             parser.error(f"--only takes ARM:SIZE among {', '.join(sorted(names))}")
         plan = [(a, n) for a, n in plan if f"{a}:{n}" in only]
@@ -294,8 +304,9 @@ def main() -> None:
             snap = snapshot(arm, out, step, runs / f"snapshot-{arm}-{size}")
             points = save_point(store, judge(args, str(snap), arm, size, step))
             write_results(args, points)  # the table so far
-    if args.second and (only is None or "second" in only):
-        points = second_adaptation(args, _load(store))
+    for stage, replay in (("second", False), ("second-replay", True)):
+        if args.second and (only is None or stage in only):
+            points = second_adaptation(args, _load(store), replay)
     write_results(args, _load(store))
 
 

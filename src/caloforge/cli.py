@@ -603,6 +603,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         patience=args.patience,
         resume=args.resume,
         limit=args.limit,
+        replay=args.replay,
         progress=not args.no_progress,
     )
     found = model.record.extra["adapted_from"]["detector"]
@@ -632,6 +633,14 @@ def _add_adapt(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the adaptation in --out")
     p.add_argument("--limit", type=int, help="use only the first LIMIT showers of each file")
+    p.add_argument(
+        "--replay",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="showers of detectors the parent knows, trained beside the new ones so that the "
+        "adapted model keeps them (e.g. an earlier adaptation's files)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_adapt)
 

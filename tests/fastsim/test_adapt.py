@@ -159,3 +159,33 @@ def test_an_adapted_model_samples_evaluates_distils_and_exports(
     capsys.readouterr()
     assert _run("export", "--onnx", adapted, "--sampler", "cd", "--sampler-steps", "1", "--out", onnx_file) == 0  # fmt: skip
     assert '"par04-scipb"' in capsys.readouterr().out  # the new detector has its slot
+
+
+def test_replay_trains_a_known_detector_beside_the_new_one(teachers, scipb, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Adapting again moves the weights every detector shares: ``--replay`` keeps the known
+    detectors' showers in the training, in their own slots."""
+    base = ["adapt", "--model", teachers["factorized"], "--data", scipb, *TINY_ADAPT]
+    assert _run(*base, "--out", tmp_path / "alone") == 0
+    assert _run(*base, "--out", tmp_path / "kept", "--replay", teachers["data"]) == 0
+    record = json.loads((tmp_path / "kept" / "model.json").read_text())
+    assert record["adapted_from"]["replay"] == [str(teachers["data"])]
+    files = {f["path"]: f["detector"] for f in record["training"]["files"]}
+    assert files == {str(scipb): "par04-scipb", str(teachers["data"]): "par04-siw"}
+
+    def trained_on(run: str) -> int:
+        card = (tmp_path / run / "MODEL_CARD.md").read_text()
+        return int(card.split(" showers trained on")[0].rsplit("; ", 1)[1])
+
+    assert trained_on("kept") > trained_on("alone")
+    assert "replayed" in (tmp_path / "kept" / "MODEL_CARD.md").read_text()
+    # the replayed detector keeps its code statistics; the new one gets its own
+    parent_fit = load_model(teachers["factorized"]).preprocessing.layers.code_fit
+    kept_fit = load_model(tmp_path / "kept").preprocessing.layers.code_fit
+    assert kept_fit[: len(parent_fit)] == parent_fit
+    assert kept_fit == load_model(tmp_path / "alone").preprocessing.layers.code_fit
+    # replay takes only detectors the parent knows, never the new one
+    assert _run(*base, "--out", tmp_path / "x", "--replay", scipb) == 1
+    assert "replay takes showers of the parent's detectors (par04-siw)" in capsys.readouterr().err
+    # a resumed run keeps its replay
+    assert _run(*base, "--out", tmp_path / "kept", "--resume") == 1
+    assert "replay differ" in capsys.readouterr().err

@@ -18,6 +18,11 @@ condition ranges, the transforms): data outside the parent's ranges is refused. 
 the output model directory (``adapt-PART/``: checkpoints, ``metrics.csv``, ``loss.png``) and
 resumes like ``train``. The adapted model's record names its parent and the adaptation data
 (``adapted_from``).
+
+Fine-tuning on one detector moves the weights that every detector shares: adapting an adapted
+model again to a third detector forgets the second (the adaptation study measures it). With
+``replay``, showers of detectors the parent already knows (e.g. the first adaptation's files)
+train beside the new ones, in their own slots, so the shared weights keep serving them.
 """
 
 from __future__ import annotations
@@ -133,6 +138,20 @@ def trainable(net: nn.Module, strategy: str) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+def _replayed(replay: Sequence[str | Path], known: Sequence[str], new: str) -> list[dict[str, str]]:  # fmt: skip
+    """The files of ``replay`` with their detectors, each one that the parent knows."""
+    files = []
+    for path in replay:
+        name = str(read_showers(path, stop=1).attrs.get("detector_name"))
+        if name == new or name not in known:
+            raise DataError(
+                f"{path} holds {name} showers; replay takes showers of the parent's detectors "
+                f"({', '.join(known)}), the new detector's go to --data"
+            )
+        files.append({"path": str(Path(path)), "detector": name})
+    return files
+
+
 def _detector_of(data: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
     """The one detector of the adaptation files, and the first file's attributes."""
     names, first = set(), None
@@ -157,6 +176,7 @@ def adapt(
     patience: int | None = None,
     resume: bool = False,
     limit: int | None = None,
+    replay: Sequence[str | Path] = (),
     training: TrainConfig = ADAPT_TRAINING,
     progress: bool = True,
 ) -> FastSimModel:
@@ -172,14 +192,17 @@ def adapt(
         patience: validations without a better validation loss before a network stops (0:
             never; default: ``ADAPT_TRAINING``'s); the model of the best one is kept.
         resume: continue the adaptation in ``out``.
-        limit: use only the first ``limit`` showers of each file.
+        limit: use only the first ``limit`` showers of each file (of ``replay`` too).
+        replay: shower files of detectors the parent knows, trained beside the new ones so
+            that the adapted model keeps them (see the module doc).
         training: the optimisation settings that ``steps``, ``lr`` and ``patience`` override.
         progress: show progress bars.
 
     Raises:
         SpecError: for bad settings, a detector the parent knows, resume rules.
         DataError: for unreadable data, another mesh, particle or energy scale, conditions
-            outside the parent's ranges, several detectors in the data.
+            outside the parent's ranges, several detectors in the data, replay files of a
+            detector the parent does not know.
         OutputError: if ``out`` cannot be written.
     """
     out = Path(out)
@@ -197,16 +220,20 @@ def adapt(
     if detector is not None and detector != found:
         raise DataError(f"the files hold {found} showers, not {detector}")
     parent = load_model(model)
-    for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
-        got = file_attrs.get(key)
-        if key == "calibrated":
-            got = bool(got)
-        if got != want:
-            raise DataError(f"{data[0]} has {key}={got!r}; the parent was trained with {want!r}")
+    replayed = _replayed(replay, parent.preprocessing.conditions.detectors, found)
+    for path in [data[0], *replay]:
+        path_attrs = file_attrs if path is data[0] else read_showers(path, stop=1).attrs
+        for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
+            got = path_attrs.get(key)
+            if key == "calibrated":
+                got = bool(got)
+            if got != want:
+                raise DataError(f"{path} has {key}={got!r}; the parent was trained with {want!r}")  # fmt: skip
     request = {
         "parent": str(model),
         "parent_weights": {p: n.sha256 for p, n in parent.record.networks.items()},
         "data": [str(Path(p)) for p in data],
+        "replay": [f["path"] for f in replayed],
         "limit": limit,
         "strategy": strategy,
         "steps": settings.steps,
@@ -223,12 +250,13 @@ def adapt(
             raise SpecError(f"{out} already holds an adaptation; resume it or choose another folder", override="resume", action="continue it")  # fmt: skip
         if started:
             recorded = json.loads((out / RUN_FILE).read_text())
+            recorded.setdefault("replay", [])  # runs from before replay existed
             differ = sorted(k for k in request if k != "steps" and recorded.get(k) != request[k])
             if differ:
                 raise SpecError(f"{', '.join(differ)} differ from the adaptation in {out}; a resumed run keeps them")  # fmt: skip
         child = extend_model(parent, found, attrs)
-        tensors, preprocessing = network_data(child, data, settings, limit)
-        files = [{"path": str(Path(p)), "detector": found} for p in data]
+        tensors, preprocessing = network_data(child, [*data, *replay], settings, limit)
+        files = [{"path": str(Path(p)), "detector": found} for p in data] + replayed
         parent_dir = model_dir(model)
         record = replace(
             child.record,
@@ -241,6 +269,7 @@ def adapt(
                     "parent_model_json_sha256": file_sha256(parent_dir / META_FILE),
                     "detector": found,
                     "data": request["data"],
+                    "replay": request["replay"],
                     "strategy": strategy,
                     "steps": settings.steps,
                     "lr": settings.lr,
@@ -290,6 +319,8 @@ def write_card(out: Path, model: FastSimModel, parent: FastSimModel, n_train: in
     from caloforge.atomic import write_text_atomic
 
     origin = model.record.extra["adapted_from"]
+    replayed = origin.get("replay", [])
+    kept = f", with showers of known detectors replayed: {', '.join(f'`{d}`' for d in replayed)}" if replayed else ""  # fmt: skip
     conditions = model.preprocessing.conditions
     detectors = conditions.detectors
     steps: dict[str, int | None] = {**model.record.training.part_steps} or {"all": model.record.training.completed_steps}  # fmt: skip
@@ -309,8 +340,9 @@ def write_card(out: Path, model: FastSimModel, parent: FastSimModel, n_train: in
             f"{', '.join(detectors)}, then a new spare one for the next adaptation)"
         ),
         (
-            f"- **Adaptation data**: {', '.join(f'`{d}`' for d in origin['data'])}; {n_train} "
-            f"showers trained on, {n_val} held out for the validation loss"
+            f"- **Adaptation data**: {', '.join(f'`{d}`' for d in origin['data'])}"
+            + kept
+            + f"; {n_train} showers trained on, {n_val} held out for the validation loss"
         ),
         f"- **Adaptation**: `caloforge adapt`, strategy `{origin['strategy']}`, up to "
         f"{origin['steps']} steps per network at learning rate {origin['lr']:g}; the kept "
