@@ -136,9 +136,9 @@ def _figure(points: list[dict], path: Path) -> None:
             ax.errorbar(p["step"], p[key] * scale, p.get(f"{key}_error", 0) * scale, marker="P" if "replaying" in second else "*", ms=12, capsize=2, color=colours[p["size"]], mec="k", label=f"{p['size']} adapted, then {second}")  # fmt: skip
         if key == "fpd" and any(p["fpd"] > 0 for p in points):  # NaN where not computed
             base = [p["fpd_baseline"] * 1e3 for p in points]
-            ax.axhline(sum(base) / len(base), color="grey", lw=1, label="Geant4 vs Geant4")
+            g4 = ax.axhline(sum(base) / len(base), color="grey", lw=1, label="Geant4 vs Geant4")
             ax.set_yscale("log")
-            ax.legend(fontsize=7)
+            ax.legend(handles=[g4], fontsize=7, loc="lower left")  # the arms: the AUC panel's
         if key == "auc_high":
             ax.axhline(0.5, color="grey", lw=1)
             ax.legend(fontsize=7)
