@@ -189,3 +189,20 @@ def test_replay_trains_a_known_detector_beside_the_new_one(teachers, scipb, tmp_
     # a resumed run keeps its replay
     assert _run(*base, "--out", tmp_path / "kept", "--resume") == 1
     assert "replay differ" in capsys.readouterr().err
+
+
+def test_a_resumed_adaptation_keeps_the_network_it_finished(teachers, scipb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Killed while the shape network trained, after the energy network had finished: the
+    resumed run keeps the energy network's weights and its record of them."""
+    import shutil
+
+    out = tmp_path / "adapted"
+    args = ["adapt", "--model", teachers["factorized"], "--data", scipb, "--out", out, *TINY_ADAPT]
+    assert _run(*args) == 0
+    energy = load_model(out).networks["energy"].state_dict()
+    shutil.rmtree(out / "adapt-shape" / "checkpoints")  # the shape network had not checkpointed
+    assert _run(*args, "--resume") == 0
+    resumed = load_model(out)  # the record's checksums match the weights on disk
+    for key, value in resumed.networks["energy"].state_dict().items():
+        torch.testing.assert_close(value, energy[key])
+    assert resumed.record.training.part_steps == {"energy": 2, "shape": 2}

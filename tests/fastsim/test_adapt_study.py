@@ -37,6 +37,7 @@ def test_only_names_known_stages(tmp_path: Path) -> None:
         [sys.executable, str(BENCHMARKS / "adapt_study.py"), *args, "--only", "adapted:1000"],
         capture_output=True,
         text=True,
+        check=False,
     )
     assert run.returncode == 2
     assert "--only takes ARM:SIZE among adapted:100, scratch:100" in run.stderr

@@ -44,7 +44,7 @@ from caloforge.data.readers import read_showers
 from caloforge.data.transforms import ConditionTransform
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import DataError, OutputError, SpecError
-from caloforge.fastsim.fit import RUN_FILE, network_data
+from caloforge.fastsim.fit import RUN_FILE, network_data, start_pipeline
 from caloforge.fastsim.model import FastSimModel, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, TrainingRecord
 from caloforge.train import distributed
@@ -278,8 +278,7 @@ def adapt(
         )
         child = replace(child, record=record)
         write_json_atomic(out / RUN_FILE, request)
-        if not (out / META_FILE).exists():
-            child.save(out)
+        child = start_pipeline(child, out)  # a resumed run keeps the networks it trained
         for part, net in child.networks.items():
             n_train = trainable(net, strategy)
             log.info("adapting the %s network: %d of %d parameters train", part, n_train, sum(p.numel() for p in net.parameters()))  # fmt: skip

@@ -349,7 +349,7 @@ def fit(
                 started["init"] = start[1]
             write_json_atomic(out / RUN_FILE, {**started, "files": pipeline.files})
             if len(parts) > 1:
-                model = _start_pipeline(model, out)
+                model = start_pipeline(model, out)
         dist.barrier()
         trained = {}
         for name in parts if part is None else (part,):
@@ -452,7 +452,7 @@ def _remove_if_unused(out: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:
+def start_pipeline(model: FastSimModel, out: Path) -> FastSimModel:
     """A pipeline's model in ``out`` from the start: the steps its networks already have there
     are kept, the weights of those not yet written are the initial ones."""
     missing = [p for p, n in model.record.networks.items() if not (out / n.weights).exists()]
