@@ -161,7 +161,9 @@ def test_an_adapted_model_samples_evaluates_distils_and_exports(
     assert '"par04-scipb"' in capsys.readouterr().out  # the new detector has its slot
 
 
-def test_replay_trains_a_known_detector_beside_the_new_one(teachers, scipb, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_replay_trains_a_known_detector_beside_the_new_one(
+    teachers, scipb, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     """Adapting again moves the weights every detector shares: ``--replay`` keeps the known
     detectors' showers in the training, in their own slots."""
     base = ["adapt", "--model", teachers["factorized"], "--data", scipb, *TINY_ADAPT]
@@ -191,7 +193,9 @@ def test_replay_trains_a_known_detector_beside_the_new_one(teachers, scipb, tmp_
     assert "replay differ" in capsys.readouterr().err
 
 
-def test_a_resumed_adaptation_keeps_the_network_it_finished(teachers, scipb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_resumed_adaptation_keeps_the_network_it_finished(
+    teachers, scipb, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """Killed while the shape network trained, after the energy network had finished: the
     resumed run keeps the energy network's weights and its record of them."""
     import shutil
