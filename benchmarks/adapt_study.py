@@ -24,8 +24,8 @@ first? And once more with the first adaptation's showers replayed beside the sec
 Every stage resumes: run the same command again after an interruption; an evaluated point is
 not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
 point, so an interrupted study leaves what it measured. With ``--only ARM:SIZE,...`` (and
-``second``, ``second-replay``) a study runs only those stages: two such studies on the same ``--runs`` (different
-stages) run side by side, one per core, and share ``points.json``.
+``second``, ``second-replay``) a study runs only those stages: two such studies on the same
+``--runs`` (different stages) run side by side, one per core, and share ``points.json``.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
         [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]

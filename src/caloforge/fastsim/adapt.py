@@ -221,8 +221,8 @@ def adapt(
         raise DataError(f"the files hold {found} showers, not {detector}")
     parent = load_model(model)
     replayed = _replayed(replay, parent.preprocessing.conditions.detectors, found)
-    for path in [data[0], *replay]:
-        path_attrs = file_attrs if path is data[0] else read_showers(path, stop=1).attrs
+    checked = [(data[0], file_attrs), *((p, read_showers(p, stop=1).attrs) for p in replay)]
+    for path, path_attrs in checked:
         for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
             got = path_attrs.get(key)
             if key == "calibrated":
