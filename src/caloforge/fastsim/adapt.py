@@ -138,17 +138,18 @@ def trainable(net: nn.Module, strategy: str) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def _replayed(replay: Sequence[str | Path], known: Sequence[str], new: str) -> list[dict[str, str]]:  # fmt: skip
-    """The files of ``replay`` with their detectors, each one that the parent knows."""
+def _replayed(replay: dict[str, Any], known: Sequence[str], new: str) -> list[dict[str, str]]:
+    """The files of ``replay`` (path: attributes) with their detectors, each one the parent
+    knows."""
     files = []
-    for path in replay:
-        name = str(read_showers(path, stop=1).attrs.get("detector_name"))
+    for path, attrs in replay.items():
+        name = str(attrs.get("detector_name"))
         if name == new or name not in known:
             raise DataError(
                 f"{path} holds {name} showers; replay takes showers of the parent's detectors "
                 f"({', '.join(known)}), the new detector's go to --data"
             )
-        files.append({"path": str(Path(path)), "detector": name})
+        files.append({"path": path, "detector": name})
     return files
 
 
@@ -220,9 +221,9 @@ def adapt(
     if detector is not None and detector != found:
         raise DataError(f"the files hold {found} showers, not {detector}")
     parent = load_model(model)
-    replayed = _replayed(replay, parent.preprocessing.conditions.detectors, found)
-    checked = [(data[0], file_attrs), *((p, read_showers(p, stop=1).attrs) for p in replay)]
-    for path, path_attrs in checked:
+    replay_attrs = {str(Path(p)): read_showers(p, stop=1).attrs for p in replay}
+    replayed = _replayed(replay_attrs, parent.preprocessing.conditions.detectors, found)
+    for path, path_attrs in {str(data[0]): file_attrs, **replay_attrs}.items():
         for key, want in (("particle", parent.record.particle), ("calibrated", parent.record.calibrated)):  # fmt: skip
             got = path_attrs.get(key)
             if key == "calibrated":
