@@ -12,7 +12,7 @@ from test_pipeline import MESH, _file
 
 from caloforge.cli import main
 from caloforge.fastsim import load_model, shower_seeds
-from caloforge.fastsim.adapt import COND_LAYER, extend_model, trainable
+from caloforge.fastsim.adapt import COND_WEIGHT, extend_model, trainable
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,7 +46,7 @@ def test_the_new_detector_takes_the_spare_slot_and_a_new_one_is_made(teachers) -
     assert child.preprocessing.conditions.n_slots == 3
     for part, net in child.networks.items():
         old, new = parent.networks[part].state_dict(), net.state_dict()
-        w_old, w_new = old[COND_LAYER], new[COND_LAYER]
+        w_old, w_new = old[COND_WEIGHT], new[COND_WEIGHT]
         assert w_new.shape[1] == w_old.shape[1] + 1
         # columns up to the old spare slot are the parent's, the new spare slot copies it, the
         # rest (the shape model's layer logits) shift by one
@@ -54,7 +54,7 @@ def test_the_new_detector_takes_the_spare_slot_and_a_new_one_is_made(teachers) -
         torch.testing.assert_close(w_new[:, 6], w_old[:, 5])
         torch.testing.assert_close(w_new[:, 7:], w_old[:, 6:])
         for key in old:
-            if key != COND_LAYER:
+            if key != COND_WEIGHT:
                 torch.testing.assert_close(new[key], old[key])
     # the known detector's showers are the parent's, shower for shower
     n = 4
@@ -210,3 +210,30 @@ def test_a_resumed_adaptation_keeps_the_network_it_finished(
     for key, value in resumed.networks["energy"].state_dict().items():
         torch.testing.assert_close(value, energy[key])
     assert resumed.record.training.part_steps == {"energy": 2, "shape": 2}
+
+
+def test_a_parent_without_a_spare_slot_is_refused(teachers, scipb, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Weights with one condition column per detector and none spare (e.g. converted from
+    another tool) cannot give a new detector a slot: refused in one line, nothing written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from caloforge.atomic import file_sha256
+
+    parent = tmp_path / "parent"
+    shutil.copytree(teachers["factorized"], parent)
+    record = json.loads((parent / "model.json").read_text())
+    for network in record["networks"].values():
+        weights = parent / network["weights"]
+        state = load_file(weights)
+        state[COND_WEIGHT] = state[COND_WEIGHT][:, :-1].contiguous()  # no spare column
+        save_file(state, weights)
+        network["sha256"] = file_sha256(weights)  # a consistent record: only the width is wrong
+    (parent / "model.json").write_text(json.dumps(record))
+    out = tmp_path / "x"
+    assert _run("adapt", "--model", parent, "--data", scipb, "--out", out, *TINY_ADAPT) == 1
+    err = capsys.readouterr().err
+    assert "no spare slot" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert not out.exists() or not any(out.iterdir())

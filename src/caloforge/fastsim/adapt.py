@@ -45,7 +45,7 @@ from caloforge.data.transforms import ConditionTransform
 from caloforge.diffusion.loss import EDMLoss
 from caloforge.errors import DataError, OutputError, SpecError
 from caloforge.fastsim.fit import RUN_FILE, network_data, start_pipeline
-from caloforge.fastsim.model import FastSimModel, load_model, model_dir
+from caloforge.fastsim.model import COND_WEIGHT, FastSimModel, load_model, model_dir
 from caloforge.fastsim.record import META_FILE, TrainingRecord
 from caloforge.train import distributed
 from caloforge.train.loop import train
@@ -70,16 +70,14 @@ kept (early stopping)."""
 
 FINAL_LAYERS = ("backbone.final_layer.", "backbone.out.")
 """The output layers of CaloDiT and of the energy MLP (``frozen`` trains them)."""
-COND_LAYER = "backbone.cond_embedder.fc1.weight"
-"""The first layer of every network's condition embedding: (D, n_cond)."""
 
 
 def _extend(state: dict[str, torch.Tensor], spare: int) -> dict[str, torch.Tensor]:
     """A network's weights with one more one-hot column after the spare slot's (its copy)."""
-    weight = state[COND_LAYER]
+    weight = state[COND_WEIGHT]
     column = 4 + spare  # energy, theta, sin phi, cos phi, then the one-hot
     state = dict(state)
-    state[COND_LAYER] = torch.cat([weight[:, : column + 1], weight[:, column : column + 1], weight[:, column + 1 :]], 1)  # fmt: skip
+    state[COND_WEIGHT] = torch.cat([weight[:, : column + 1], weight[:, column : column + 1], weight[:, column + 1 :]], 1)  # fmt: skip
     return state
 
 
@@ -113,7 +111,7 @@ def extend_model(parent: FastSimModel, detector: str, attrs: dict[str, Any]) -> 
     )
     for part, net in child.networks.items():
         state = parent.networks[part].state_dict()
-        if COND_LAYER not in state:
+        if COND_WEIGHT not in state:
             raise DataError(f"the parent's {part} network has no condition embedding to extend")
         try:
             net.load_state_dict(_extend(state, conditions.spare_slot))

@@ -479,11 +479,40 @@ def load_model(where: str | Path) -> FastSimModel:
         if network.sha256 is not None and file_sha256(weights) != network.sha256:
             raise DataError(f"{weights} is damaged (its checksum does not match {META_FILE})")
         try:
-            net.load_state_dict(load_file(weights))
+            state = load_file(weights)
+            _check_condition_width(net, state, record, weights)
+            net.load_state_dict(state)
         except (OSError, RuntimeError, SafetensorError) as exc:
             raise DataError(f"cannot load the weights {weights}: {exc}") from None
         net.eval()
     return model
+
+
+COND_WEIGHT = "backbone.cond_embedder.fc1.weight"
+"""The first layer of every network's condition embedding: (D, 4 + detectors + 1 spare)."""
+
+
+def _check_condition_width(
+    net: torch.nn.Module, state: dict[str, torch.Tensor], record: ModelRecord, weights: Path
+) -> None:
+    """Refuse weights whose condition layer does not take the record's condition vector (the
+    four kinematic columns, one per detector and the spare slot), saying which."""
+    own = net.state_dict().get(COND_WEIGHT)
+    theirs = state.get(COND_WEIGHT)
+    if own is None or theirs is None or theirs.shape == own.shape:
+        return
+    detectors = record.preprocessing.conditions.detectors
+    columns = theirs.shape[-1]
+    if columns == own.shape[-1] - 1:
+        raise DataError(
+            f"{weights} takes {columns} condition columns: one per detector "
+            f"({', '.join(detectors)}) and no spare slot; a caloforge model has one "
+            "(a new detector, e.g. for caloforge adapt, needs it)"
+        )
+    raise DataError(
+        f"{weights} takes {columns} condition columns, not the {own.shape[-1]} of its "
+        f"record (4 + {len(detectors)} detectors + 1 spare slot)"
+    )
 
 
 def model_dir(where: str | Path) -> Path:
