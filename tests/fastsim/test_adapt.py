@@ -11,6 +11,7 @@ import torch
 from test_pipeline import MESH, _file
 
 from caloforge.cli import main
+from caloforge.errors import DataError
 from caloforge.fastsim import load_model, shower_seeds
 from caloforge.fastsim.adapt import COND_WEIGHT, extend_model, trainable
 
@@ -237,3 +238,12 @@ def test_a_parent_without_a_spare_slot_is_refused(teachers, scipb, tmp_path: Pat
     assert "no spare slot" in err
     assert len(err.strip().splitlines()) == 1  # one line, no traceback
     assert not out.exists() or not any(out.iterdir())
+    for network in record["networks"].values():  # another width: said as such
+        weights = parent / network["weights"]
+        state = load_file(weights)
+        state[COND_WEIGHT] = state[COND_WEIGHT][:, :-1].contiguous()
+        save_file(state, weights)
+        network["sha256"] = file_sha256(weights)
+    (parent / "model.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match="condition columns, not the"):
+        load_model(parent)
