@@ -301,8 +301,10 @@ def main() -> None:
         for step in (s for s in at[arm] if s <= steps):
             if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in _load(store)):  # fmt: skip
                 continue
-            snap = snapshot(arm, out, step, runs / f"snapshot-{arm}-{size}")
+            # one folder per step: two studies may judge steps of one arm side by side
+            snap = snapshot(arm, out, step, runs / f"snapshot-{arm}-{size}-{step}")
             points = save_point(store, judge(args, str(snap), arm, size, step))
+            shutil.rmtree(snap)
             write_results(args, points)  # the table so far
     for stage, replay in (("second", False), ("second-replay", True)):
         if args.second and (only is None or stage in only):
