@@ -20,19 +20,23 @@ With ``--second``, the adapted model of ``--second-of`` showers (at its last ste
 again, with the same settings, to the detector of another file, and judged again on the first
 detector's held-out showers (row ``adapted, then NAME``): does the second adaptation break the
 first? And once more with the first adaptation's showers replayed beside the second's
-(``caloforge adapt --replay``; row ``adapted, then NAME, replaying the first``).
+(``caloforge adapt --replay``; row ``adapted, then NAME, replaying the first``). With
+``--second-reference``, both are judged as well on the second detector's held-out showers
+(rows ``...; judged on NAME``): did the second adaptation learn the second detector?
 Every stage resumes: run the same command again after an interruption; an evaluated point is
 not sampled again (``RUNS/points.json``), and the table and figure are rewritten after every
 point, so an interrupted study leaves what it measured. With ``--only ARM:SIZE,...`` (and
 ``second``, ``second-replay``) a study runs only those stages: two such studies on the same
-``--runs`` (different stages) run side by side, one per core, and share ``points.json``.
+``--runs`` (different stages) run side by side, one per core, and share ``points.json``; with
+``--judge-only`` a study trains nothing and judges the steps already kept, beside one that
+trains them.
 
     python benchmarks/adapt_study.py --train data/pbwo4-train.h5 --reference data/pbwo4-test.h5
         [--parent default] [--sizes 100,1000,10000] [--order adapted:1000,scratch:10000]
-        [--only adapted:1000,second,second-replay]
+        [--only adapted:1000,second,second-replay] [--judge-only]
         [--adapt-steps 1000] [--scratch-steps 3000]
         [--evaluate-at 200,1000,3000] [--adapt-evaluate-at S,...] [--scratch-evaluate-at S,...]
-        [--sampler-steps 16] [-n 5000] [--second OTHER.h5 [--second-of 1000]] [--runs runs/adapt-study]
+        [--sampler-steps 16] [-n 5000] [--second OTHER.h5 [--second-of 1000] [--second-reference OTHER-TEST.h5]] [--runs runs/adapt-study]
         [--results benchmarks/results/adapt_study.md]
 
 Writes the table (markdown + JSON) and the figure (quality against SGD steps, one panel per
@@ -73,6 +77,17 @@ def _run_dirs(arm: str, out: Path, parts: list[str]) -> dict[str, Path]:
 def _steps_done(run: Path) -> int:
     kept = [int(p.name.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*")]
     return max(kept, default=0)
+
+
+def _reached(arm: str, out: Path, step: int) -> bool:
+    """Whether every network of the model in ``out`` has kept a checkpoint at ``step`` (or
+    finished before it)."""
+    if not (out / "model.json").exists():
+        return False
+    model = load_model(out)
+    return all(
+        _steps_done(run) >= step for run in _run_dirs(arm, out, list(model.networks)).values()
+    )
 
 
 def snapshot(arm: str, out: Path, step: int, dest: Path) -> Path:
@@ -130,7 +145,8 @@ def _figure(points: list[dict], path: Path) -> None:
                 pts = sorted((p for p in points if p["size"] == size and p["arm"] == arm), key=lambda p: p["step"])  # fmt: skip
                 if pts:
                     ax.errorbar([p["step"] for p in pts], [p[key] * scale for p in pts], [p.get(f"{key}_error", 0) * scale for p in pts], ls=style, marker="o", capsize=2, color=colours[size], label=f"{arm}, {size} showers")  # fmt: skip
-        again = [p for p in points if p["arm"].startswith("adapted, then")]  # the second adaptation
+        # the second adaptation, judged on the first detector
+        again = [p for p in points if p["arm"].startswith("adapted, then") and "reference" not in p]
         for p in again:
             second = p["arm"].removeprefix("adapted, then ")
             ax.errorbar(p["step"], p[key] * scale, p.get(f"{key}_error", 0) * scale, marker="P" if "replaying" in second else "*", ms=12, capsize=2, color=colours[p["size"]], mec="k", label=f"{p['size']} adapted, then {second}")  # fmt: skip
@@ -169,10 +185,11 @@ def save_point(store: Path, point: dict) -> list[dict]:
     return points
 
 
-def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int) -> dict:
-    """One point of the study: ``model`` against the held-out showers."""
+def judge(args: argparse.Namespace, model: str, arm: str, size: int, step: int, reference: list[str] | None = None) -> dict:  # fmt: skip
+    """One point of the study: ``model`` against the held-out showers (``--reference``, or
+    ``reference``)."""
     report = fidelity(
-        model, args.reference, args.n, diagnostics=False, settings=SamplerSettings(steps=args.sampler_steps)
+        model, reference or args.reference, args.n, diagnostics=False, settings=SamplerSettings(steps=args.sampler_steps)
     )  # fmt: skip
     m = report.model
     base = m.baseline.fpd if m.baseline else None
@@ -194,18 +211,30 @@ def second_adaptation(args: argparse.Namespace, points: list[dict], replay: bool
     name = Path(args.second).stem
     arm = f"adapted, then {name}" + (", replaying the first" if replay else "")
     size, steps = args.second_of, args.adapt_steps
-    if any(p["arm"] == arm and p["size"] == size for p in points):
-        return points
+    out = runs / f"second-{size}-{name}" if not replay else runs / f"second-{size}-{name}-replay"
+    if not any(p["arm"] == arm and p["size"] == size for p in points):
+        _adapt_again(args, runs, out, replay)
+        points = save_point(runs / "points.json", judge(args, str(out), arm, size, steps))
+    if args.second_reference:  # the second detector's own quality, on its held-out showers
+        on = Path(args.second_reference).stem
+        again = f"{arm}; judged on {on}"
+        if not any(p["arm"] == again and p["size"] == size for p in points):
+            point = judge(args, str(out), again, size, steps, reference=[args.second_reference])
+            points = save_point(runs / "points.json", {**point, "reference": on})
+    return points
+
+
+def _adapt_again(args: argparse.Namespace, runs: Path, out: Path, replay: bool) -> None:
+    """Adapt the adapted model of ``--second-of`` showers to ``--second`` in ``out``."""
+    size, steps = args.second_of, args.adapt_steps
     first = runs / f"first-{size}"
     with (runs / ".first.lock").open("a") as lock:  # both second stages may start at once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (first / "model.json").exists():  # written once: the second runs resume on it
             snapshot("adapted", runs / f"adapted-{size}", steps, first)
-    out = runs / f"second-{size}-{name}" if not replay else runs / f"second-{size}-{name}-replay"
     kept = (args.train,) if replay else ()
     limit = size if replay else 10**9
     train_arm("adapted", out, args.second, limit, steps, args.every, args.strategy, str(first), kept)  # fmt: skip
-    return save_point(runs / "points.json", judge(args, str(out), arm, size, steps))
 
 
 def write_results(args: argparse.Namespace, points: list[dict]) -> None:
@@ -217,6 +246,8 @@ def write_results(args: argparse.Namespace, points: list[dict]) -> None:
     )
     order = f" --order {args.order}" if args.order else ""
     second = f" --second {args.second} --second-of {args.second_of}" if args.second else ""
+    if args.second_reference:
+        second += f" --second-reference {args.second_reference}"
     lines = [
         "# Adaptation study (issue 17)",
         "",
@@ -263,6 +294,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000, help="held-out showers (A + B)")
     parser.add_argument("--second", help="showers of a second new detector: the adapted model of --second-of showers is adapted again to it, then judged again on the first")  # fmt: skip
     parser.add_argument("--second-of", type=int, default=1000, help="the adapted arm adapted again")  # fmt: skip
+    parser.add_argument("--second-reference", help="held-out showers of the second detector: the models adapted again are judged on them too")  # fmt: skip
+    parser.add_argument("--judge-only", action="store_true", help="train nothing: judge the steps that the arms' runs have kept so far (e.g. beside a study that trains them)")  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path("runs/adapt-study"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/adapt_study.md"))
     args = parser.parse_args()
@@ -286,6 +319,8 @@ def main() -> None:
             parser.error(f"--order takes ARM:SIZE among {', '.join(names)}")
         first = [names[item] for item in args.order.split(",")]
         plan = [*first, *(p for p in plan if p not in first)]
+    if args.second_reference and not args.second:
+        parser.error("--second-reference needs --second")
     if args.second and args.second_of not in sizes:
         parser.error(f"--second-of must be one of --sizes ({args.sizes})")
     only = args.only.split(",") if args.only else None
@@ -297,8 +332,11 @@ def main() -> None:
     for arm, size in plan:
         steps = args.adapt_steps if arm == "adapted" else args.scratch_steps
         out = runs / f"{arm}-{size}"
-        train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
+        if not args.judge_only:
+            train_arm(arm, out, args.train, size, steps, args.every, args.strategy, args.parent)
         for step in (s for s in at[arm] if s <= steps):
+            if args.judge_only and not _reached(arm, out, step):
+                continue
             if any(p["arm"] == arm and p["size"] == size and p["step"] == step for p in _load(store)):  # fmt: skip
                 continue
             # one folder per step: two studies may judge steps of one arm side by side
@@ -307,7 +345,7 @@ def main() -> None:
             shutil.rmtree(snap)
             write_results(args, points)  # the table so far
     for stage, replay in (("second", False), ("second-replay", True)):
-        if args.second and (only is None or stage in only):
+        if args.second and not args.judge_only and (only is None or stage in only):
             points = second_adaptation(args, _load(store), replay)
     write_results(args, _load(store))
 
